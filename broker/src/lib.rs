@@ -1,0 +1,1 @@
+//! natter-broker (work in progress).

@@ -1,0 +1,1 @@
+//! natter-client (work in progress).

@@ -1,0 +1,1 @@
+//! natter-conformance (work in progress).

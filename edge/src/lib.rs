@@ -1,0 +1,1 @@
+//! natter-edge (work in progress).

@@ -1,0 +1,3 @@
+//! The `natter` binary.
+
+fn main() {}
