@@ -502,6 +502,13 @@ frames! {
         /// The events found, ascending by seq.
         events: Vec<Event>,
     }
+    /// A home broker has durably applied every FANOUT of a conversation up to seq.
+    0x6a FANOUT_ACK FanoutAck (Link) {
+        /// The conversation.
+        conversation: Text,
+        /// The highest seq applied.
+        seq: u64,
+    }
 }
 
 /// A frame of a type this version does not know, kept whole so it can be forwarded.

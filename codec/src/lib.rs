@@ -30,6 +30,7 @@ pub mod frame;
 mod framing;
 pub mod ids;
 mod open_enum;
+pub mod ring;
 #[cfg(feature = "tokio")]
 mod tokio_codec;
 pub mod types;
