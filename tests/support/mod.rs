@@ -1,0 +1,133 @@
+//! A real `natter serve` process for system tests: free ports, a fresh data directory, and
+//! tokens from `natter token`, exactly as an operator would run it.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The token secret every test server shares.
+pub const SECRET: &str = "system-test-secret";
+
+/// The `natter` binary under test.
+pub fn natter() -> &'static str {
+    env!("CARGO_BIN_EXE_natter")
+}
+
+/// A running `natter serve`; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// The data directory (kept across restarts).
+    pub data_dir: PathBuf,
+    /// The native TCP address.
+    pub tcp: String,
+    /// The HTTP and WebSocket address.
+    pub http: String,
+    extra: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on free loopback ports with a data directory under `dir`.
+    pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        let data_dir = dir.join("data");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, tcp, http) = spawn(&data_dir, "127.0.0.1:0", "127.0.0.1:0", &extra);
+        Self {
+            child,
+            data_dir,
+            tcp,
+            http,
+            extra,
+        }
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server with SIGKILL: no drain, no flush, as in a crash.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL natter");
+        self.child.wait().expect("reap natter");
+    }
+
+    /// Starts the server again on the same ports and data directory.
+    pub fn restart(&mut self) {
+        let (child, tcp, http) = spawn(&self.data_dir, &self.tcp, &self.http, &self.extra);
+        assert_eq!(
+            (tcp.as_str(), http.as_str()),
+            (self.tcp.as_str(), self.http.as_str())
+        );
+        self.child = child;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A token for `user` on `device`, minted by `natter token` as an operator would.
+pub fn token(user: &str, device: &str) -> String {
+    let output = Command::new(natter())
+        .args([
+            "token", "--secret", SECRET, "--user", user, "--device", device,
+        ])
+        .output()
+        .expect("run natter token");
+    assert!(
+        output.status.success(),
+        "natter token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("token is UTF-8")
+        .trim()
+        .to_string()
+}
+
+/// Starts `natter serve` and waits for its ready line.
+fn spawn(data_dir: &Path, tcp: &str, http: &str, extra: &[String]) -> (Child, String, String) {
+    let mut child = Command::new(natter())
+        .args([
+            "serve",
+            "--print-ready",
+            "--token-secret",
+            SECRET,
+            "--tcp",
+            tcp,
+            "--http",
+            http,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start natter serve");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the ready line");
+    if line.is_empty() {
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .map(|mut e| e.read_to_string(&mut stderr));
+        panic!("natter serve exited before it was ready:\n{stderr}");
+    }
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
+    let address = |key: &str| ready[key].as_str().expect("an address").to_string();
+    (child, address("tcp"), address("http"))
+}
