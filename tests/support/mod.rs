@@ -27,6 +27,8 @@ pub struct Server {
     pub tcp: String,
     /// The HTTP and WebSocket address.
     pub http: String,
+    /// The TLS address, when the server was started with `--tls`.
+    pub tls: Option<String>,
     extra: Vec<String>,
 }
 
@@ -35,12 +37,14 @@ impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
         let data_dir = dir.join("data");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, tcp, http) = spawn(&data_dir, "127.0.0.1:0", "127.0.0.1:0", &extra);
+        let (child, ready) = spawn(&data_dir, "127.0.0.1:0", "127.0.0.1:0", &extra);
+        let address = |key: &str| ready[key].as_str().map(str::to_string);
         Self {
             child,
             data_dir,
-            tcp,
-            http,
+            tcp: address("tcp").expect("a TCP address"),
+            http: address("http").expect("an HTTP address"),
+            tls: address("tls"),
             extra,
         }
     }
@@ -56,13 +60,16 @@ impl Server {
         self.child.wait().expect("reap natter");
     }
 
+    /// Waits for the server to exit on its own and checks it exited with success.
+    pub fn wait_exit_success(&mut self) {
+        let status = self.child.wait().expect("wait for natter");
+        assert!(status.success(), "natter exited with {status}");
+    }
+
     /// Starts the server again on the same ports and data directory.
     pub fn restart(&mut self) {
-        let (child, tcp, http) = spawn(&self.data_dir, &self.tcp, &self.http, &self.extra);
-        assert_eq!(
-            (tcp.as_str(), http.as_str()),
-            (self.tcp.as_str(), self.http.as_str())
-        );
+        let (child, ready) = spawn(&self.data_dir, &self.tcp, &self.http, &self.extra);
+        assert_eq!(ready["tcp"].as_str(), Some(self.tcp.as_str()));
         self.child = child;
     }
 }
@@ -93,8 +100,8 @@ pub fn token(user: &str, device: &str) -> String {
         .to_string()
 }
 
-/// Starts `natter serve` and waits for its ready line.
-fn spawn(data_dir: &Path, tcp: &str, http: &str, extra: &[String]) -> (Child, String, String) {
+/// Starts `natter serve` and waits for its ready line, which it returns.
+fn spawn(data_dir: &Path, tcp: &str, http: &str, extra: &[String]) -> (Child, serde_json::Value) {
     let mut child = Command::new(natter())
         .args([
             "serve",
@@ -127,7 +134,8 @@ fn spawn(data_dir: &Path, tcp: &str, http: &str, extra: &[String]) -> (Child, St
             .map(|mut e| e.read_to_string(&mut stderr));
         panic!("natter serve exited before it was ready:\n{stderr}");
     }
-    let ready: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
-    let address = |key: &str| ready[key].as_str().expect("an address").to_string();
-    (child, address("tcp"), address("http"))
+    (
+        child,
+        serde_json::from_str(&line).expect("the ready line is JSON"),
+    )
 }
