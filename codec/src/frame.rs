@@ -113,6 +113,55 @@ macro_rules! frames {
                 })
             }
         }
+
+        /// The frame as in `spec/vectors`: `"type"` (its name), then each field by name.
+        #[cfg(feature = "serde")]
+        impl ::serde::Serialize for Frame {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use ::serde::ser::SerializeMap;
+                use crate::serde_form::AsVector;
+                let mut map = serializer.serialize_map(None)?;
+                match self {
+                    $( Frame::$name(payload) => {
+                        map.serialize_entry("type", stringify!($upper))?;
+                        $( map.serialize_entry(stringify!($field), &AsVector(&payload.$field))?; )*
+                    } )*
+                    Frame::Unknown(unknown) => {
+                        map.serialize_entry("type", "UNKNOWN")?;
+                        map.serialize_entry("frame_type", &AsVector(&unknown.frame_type.0))?;
+                        map.serialize_entry("payload", &AsVector(&unknown.payload))?;
+                    }
+                }
+                map.end()
+            }
+        }
+
+        /// Any frame: every known type, and unknown types with any payload.
+        #[cfg(feature = "proptest")]
+        impl ::proptest::arbitrary::Arbitrary for Frame {
+            type Parameters = ();
+            type Strategy = ::proptest::strategy::BoxedStrategy<Self>;
+
+            fn arbitrary_with((): ()) -> Self::Strategy {
+                use ::proptest::strategy::Strategy;
+                use crate::arbitrary::ArbitraryField;
+                ::proptest::strategy::Union::new([
+                    $( $name::field_strategy().prop_map(Frame::$name).boxed(), )*
+                    (
+                        u64::field_strategy().prop_filter("unknown type", |code| {
+                            FrameType(*code).origin().is_none()
+                        }),
+                        Bytes::field_strategy(),
+                    )
+                        .prop_map(|(code, payload)| Frame::Unknown(UnknownFrame {
+                            frame_type: FrameType(code),
+                            payload,
+                        }))
+                        .boxed(),
+                ])
+                .boxed()
+            }
+        }
     };
 }
 

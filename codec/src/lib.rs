@@ -9,6 +9,9 @@
 //! whole frame is buffered, then the frame; any error is a connection error whose wire code is
 //! [`DecodeError::code`].
 //!
+//! Features: `tokio` (default) adds [`FrameCodec`]; `serde` serializes frames in the JSON form
+//! of `spec/vectors`; `proptest` provides `any::<Frame>()` for property tests.
+//!
 //! ```
 //! use bytes::BytesMut;
 //! use natter_codec::{Frame, frame::Ping, decode_frame, DEFAULT_MAX_FRAME_SIZE};
@@ -24,6 +27,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "proptest")]
+mod arbitrary;
 mod error;
 pub mod field;
 pub mod frame;
@@ -31,6 +36,8 @@ mod framing;
 pub mod ids;
 mod open_enum;
 pub mod ring;
+#[cfg(feature = "serde")]
+mod serde_form;
 #[cfg(feature = "tokio")]
 mod tokio_codec;
 pub mod types;

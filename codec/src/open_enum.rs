@@ -48,6 +48,28 @@ macro_rules! open_enum {
             }
         }
 
+        #[cfg(feature = "serde")]
+        impl $crate::serde_form::VectorForm for $name {
+            fn serialize_vector<S: ::serde::Serializer>(&self, serializer: S)
+                -> Result<S::Ok, S::Error>
+            {
+                $crate::serde_form::VectorForm::serialize_vector(&self.0, serializer)
+            }
+        }
+
+        #[cfg(feature = "proptest")]
+        impl $crate::arbitrary::ArbitraryField for $name {
+            fn field_strategy() -> ::proptest::strategy::BoxedStrategy<Self> {
+                use ::proptest::strategy::Strategy;
+                // Known values half the time; any value, mostly unknown ones, otherwise.
+                ::proptest::prop_oneof![
+                    ::proptest::sample::select(Self::KNOWN),
+                    <$repr as $crate::arbitrary::ArbitraryField>::field_strategy().prop_map(Self),
+                ]
+                .boxed()
+            }
+        }
+
         impl $crate::field::Field for $name {
             fn decode(buf: &mut ::bytes::Bytes) -> Result<Self, $crate::DecodeError> {
                 <$repr as $crate::field::Field>::decode(buf).map(Self)

@@ -5,7 +5,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::{DecodeError, EncodeError, Frame, split_frame};
 
-/// Frames a byte stream: decodes [`Frame`]s, or with [`FrameCodec::raw`] whole encoded frames
+/// Frames a byte stream into [`Frame`]s; [`RawFrameCodec`] yields whole encoded frames instead,
 /// as [`Bytes`] for relays that forward them unparsed.
 #[derive(Debug, Clone)]
 pub struct FrameCodec {

@@ -20,6 +20,47 @@ macro_rules! record {
             $( $(#[$fmeta])* pub $field: $ty, )*
         }
 
+        #[cfg(feature = "serde")]
+        impl $crate::serde_form::VectorForm for $name {
+            fn serialize_vector<S: ::serde::Serializer>(&self, serializer: S)
+                -> Result<S::Ok, S::Error>
+            {
+                use ::serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(None)?;
+                $( map.serialize_entry(
+                    stringify!($field),
+                    &$crate::serde_form::AsVector(&self.$field),
+                )?; )*
+                map.end()
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                $crate::serde_form::VectorForm::serialize_vector(self, serializer)
+            }
+        }
+
+        #[cfg(feature = "proptest")]
+        impl $crate::arbitrary::ArbitraryField for $name {
+            fn field_strategy() -> ::proptest::strategy::BoxedStrategy<Self> {
+                use ::proptest::strategy::Strategy;
+                ( $( <$ty as $crate::arbitrary::ArbitraryField>::field_strategy(), )* )
+                    .prop_map(|( $($field,)* )| Self { $($field,)* })
+                    .boxed()
+            }
+        }
+
+        #[cfg(feature = "proptest")]
+        impl ::proptest::arbitrary::Arbitrary for $name {
+            type Parameters = ();
+            type Strategy = ::proptest::strategy::BoxedStrategy<Self>;
+            fn arbitrary_with((): ()) -> Self::Strategy {
+                <Self as $crate::arbitrary::ArbitraryField>::field_strategy()
+            }
+        }
+
         impl $crate::field::Field for $name {
             #[allow(unused_variables)]
             fn decode(buf: &mut ::bytes::Bytes) -> Result<Self, $crate::DecodeError> {
@@ -184,6 +225,23 @@ macro_rules! flags {
             type Output = Self;
             fn bitand(self, other: Self) -> Self {
                 Self(self.0 & other.0)
+            }
+        }
+
+        #[cfg(feature = "serde")]
+        impl $crate::serde_form::VectorForm for $name {
+            fn serialize_vector<S: ::serde::Serializer>(&self, serializer: S)
+                -> Result<S::Ok, S::Error>
+            {
+                $crate::serde_form::VectorForm::serialize_vector(&self.0, serializer)
+            }
+        }
+
+        #[cfg(feature = "proptest")]
+        impl $crate::arbitrary::ArbitraryField for $name {
+            fn field_strategy() -> ::proptest::strategy::BoxedStrategy<Self> {
+                use ::proptest::strategy::Strategy;
+                <$repr as $crate::arbitrary::ArbitraryField>::field_strategy().prop_map(Self).boxed()
             }
         }
 
