@@ -1,0 +1,336 @@
+//! Sessions and presence at the home broker: leases renewed by edges (a renewal never
+//! writes), online/offline transitions (only going offline writes `last_seen`), interest
+//! leases with a TTL, PRESENCE pushed to interested sessions, and PUSH relayed to sessions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use natter_codec::frame::{
+    Done, Interest, Presence, PresenceSubscribe, Push, Receipt, SessionOpen, Synced,
+};
+use natter_codec::types::Status;
+use natter_codec::{ErrorCode, Frame, FrameType, ids};
+
+use super::{Client, Dest, LinkId, Millis, Reject, Shard};
+use crate::keys;
+
+/// A session, by the link of its edge and the edge's session id.
+pub(super) type SessionKey = (LinkId, u64);
+
+/// Longest lease an edge may ask for.
+const MAX_LEASE_MS: Millis = 5 * 60 * 1000;
+
+/// Where a session's inbox stream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stream {
+    /// No RESUME yet: no DELIVER may be sent.
+    Idle,
+    /// Replaying; live entries wait until the replay catches up.
+    Replaying,
+    /// Replay done: new entries are pushed as they arrive.
+    Live,
+}
+
+#[derive(Debug)]
+struct Session {
+    user: String,
+    device: String,
+    lease_until: Millis,
+    stream: Stream,
+}
+
+/// Sessions, by key and by user, and the interests in each user's presence.
+#[derive(Debug, Default)]
+pub(super) struct Sessions {
+    sessions: BTreeMap<SessionKey, Session>,
+    by_user: BTreeMap<String, BTreeSet<SessionKey>>,
+    /// user -> (edge node, session) -> interest expiry.
+    interests: BTreeMap<String, BTreeMap<(String, u64), Millis>>,
+}
+
+impl Sessions {
+    /// Whether any device of `user` holds a session.
+    pub(super) fn is_online(&self, user: &str) -> bool {
+        self.by_user.get(user).is_some_and(|s| !s.is_empty())
+    }
+
+    /// The sessions of `user` that receive live entries.
+    pub(super) fn live(&self, user: &str) -> Vec<SessionKey> {
+        self.of(user, |s| s.stream == Stream::Live)
+    }
+
+    /// Every session of `user`.
+    fn all(&self, user: &str) -> Vec<SessionKey> {
+        self.of(user, |_| true)
+    }
+
+    fn of(&self, user: &str, filter: impl Fn(&Session) -> bool) -> Vec<SessionKey> {
+        self.by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter(|key| self.sessions.get(key).is_some_and(&filter))
+            .copied()
+            .collect()
+    }
+
+    /// Whether `device` of `user` holds a session now.
+    pub(super) fn is_connected(&self, user: &str, device: &str) -> bool {
+        !self.of(user, |s| s.device == device).is_empty()
+    }
+
+    /// Whether the session exists and is `user`'s.
+    pub(super) fn belongs_to(&self, key: SessionKey, user: &str) -> bool {
+        self.sessions.get(&key).is_some_and(|s| s.user == user)
+    }
+
+    pub(super) fn set_stream(&mut self, key: SessionKey, stream: Stream) {
+        if let Some(session) = self.sessions.get_mut(&key) {
+            session.stream = stream;
+        }
+    }
+}
+
+impl Shard {
+    /// SESSION_OPEN: registers a session or renews its lease. A new session is answered
+    /// with `SYNCED{request 0, inbox_head}` inside ROUTED: the edge puts that head in READY.
+    pub(super) fn session_open(&mut self, link: LinkId, open: SessionOpen) {
+        let key = (link, open.session);
+        let lease_until = self.now + open.lease_ms.clamp(1_000, MAX_LEASE_MS);
+        if let Some(session) = self.sessions.sessions.get_mut(&key) {
+            if session.user == *open.user {
+                session.lease_until = lease_until;
+                return;
+            }
+        }
+        let head = match self.admit(&open) {
+            Ok(head) => head,
+            Err(reject) => {
+                let error = natter_codec::frame::Error::new(0, reject.code, reject.message);
+                self.send_to_session(Dest::Link(link), open.session, &error.into());
+                return;
+            }
+        };
+        let synced = Synced {
+            request: 0,
+            inbox_head: head,
+        };
+        self.send_to_session(Dest::Link(link), open.session, &synced.into());
+        self.remove_session(key);
+        let user = open.user.to_string();
+        let was_online = self.sessions.is_online(&user);
+        self.sessions.sessions.insert(
+            key,
+            Session {
+                user: user.clone(),
+                device: open.device.to_string(),
+                lease_until,
+                stream: Stream::Idle,
+            },
+        );
+        self.sessions
+            .by_user
+            .entry(user.clone())
+            .or_default()
+            .insert(key);
+        if !was_online {
+            self.announce(&user);
+        }
+    }
+
+    /// Checks that a new session may open; returns the user's inbox head.
+    fn admit(&self, open: &SessionOpen) -> Result<u64, Reject> {
+        if !ids::is_valid_user_id(&open.user) || !ids::is_valid_device_id(&open.device) {
+            return Err(Reject::new(
+                ErrorCode::INVALID_REQUEST,
+                "invalid user or device id",
+            ));
+        }
+        self.check_home(&open.user)?;
+        if self.sessions.all(&open.user).len() >= self.limits.sessions_per_user {
+            return Err(Reject::new(ErrorCode::LIMIT_EXCEEDED, "too many sessions"));
+        }
+        Ok(self.inbox_meta(&open.user)?.head)
+    }
+
+    /// SESSION_CLOSE: the connection ended.
+    pub(super) fn session_close(&mut self, link: LinkId, session: u64) {
+        self.remove_session((link, session));
+    }
+
+    /// Closes every session of an edge link that went down.
+    pub(super) fn close_link_sessions(&mut self, link: LinkId) {
+        let keys: Vec<SessionKey> = self
+            .sessions
+            .sessions
+            .keys()
+            .filter(|(l, _)| *l == link)
+            .copied()
+            .collect();
+        for key in keys {
+            self.remove_session(key);
+        }
+    }
+
+    fn remove_session(&mut self, key: SessionKey) {
+        let Some(session) = self.sessions.sessions.remove(&key) else {
+            return;
+        };
+        self.cancel_replay(key);
+        if let Some(keys) = self.sessions.by_user.get_mut(&session.user) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.sessions.by_user.remove(&session.user);
+            }
+        }
+        if !self.sessions.is_online(&session.user) {
+            self.store
+                .put_record(keys::last_seen(&session.user), &self.now);
+            self.announce(&session.user);
+        }
+    }
+
+    /// Ends expired leases and interests.
+    pub(super) fn expire_sessions(&mut self) {
+        let now = self.now;
+        let expired: Vec<SessionKey> = self
+            .sessions
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.lease_until <= now)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in expired {
+            self.remove_session(key);
+        }
+        self.sessions.interests.retain(|_, interested| {
+            interested.retain(|_, until| *until > now);
+            !interested.is_empty()
+        });
+    }
+
+    /// The presence of a user homed here.
+    fn presence_of(&self, user: &str) -> Result<Presence, Reject> {
+        if self.sessions.is_online(user) {
+            return Ok(Presence {
+                user: user.into(),
+                status: Status::ONLINE,
+                last_seen: self.now,
+            });
+        }
+        let last_seen: u64 = self.store.record(&keys::last_seen(user))?.unwrap_or(0);
+        Ok(Presence {
+            user: user.into(),
+            status: Status::OFFLINE,
+            last_seen,
+        })
+    }
+
+    /// Tells every interested session about a transition of `user`.
+    fn announce(&mut self, user: &str) {
+        let Some(interested) = self.sessions.interests.get(user) else {
+            return;
+        };
+        let targets: Vec<(String, u64)> = interested.keys().cloned().collect();
+        let presence = match self.presence_of(user) {
+            Ok(presence) => Frame::from(presence),
+            Err(reject) => {
+                tracing::error!(?reject, user, "presence unreadable");
+                return;
+            }
+        };
+        for (edge, session) in targets {
+            self.send_to_session(Dest::Node(edge), session, &presence);
+        }
+    }
+
+    /// INTEREST from a conversation owner: watch some users for a session, for a while.
+    pub(super) fn interest(&mut self, interest: Interest) -> Result<(), Reject> {
+        let target = (interest.node.to_string(), interest.session);
+        let until = self.now + interest.ttl_ms.min(self.limits.interest_ttl_ms);
+        for user in interest.users {
+            if !self.is_mine(self.ring.home(&user)) {
+                continue;
+            }
+            if interest.ttl_ms == 0 {
+                if let Some(interested) = self.sessions.interests.get_mut(&*user) {
+                    interested.remove(&target);
+                }
+                continue;
+            }
+            let interested = self.sessions.interests.entry(user.to_string()).or_default();
+            if interested.len() >= self.limits.interests_per_user
+                && !interested.contains_key(&target)
+            {
+                continue;
+            }
+            interested.insert(target.clone(), until);
+            let presence = self.presence_of(&user)?;
+            self.send_to_session(Dest::Node(target.0.clone()), target.1, &presence.into());
+        }
+        Ok(())
+    }
+
+    /// PRESENCE_SUBSCRIBE at the conversation owner: members only; interest goes to the
+    /// other members' home brokers.
+    pub(super) fn presence_subscribe(
+        &mut self,
+        client: &Client,
+        subscribe: PresenceSubscribe,
+    ) -> Result<(), Reject> {
+        let conv = self.access(&subscribe.conversation, &client.user)?;
+        let others: Vec<String> = self
+            .member_ids(&conv)?
+            .into_iter()
+            .filter(|u| *u != *client.user)
+            .collect();
+        let ttl_ms = subscribe.ttl_ms.min(self.limits.interest_ttl_ms);
+        for (home, users) in self.by_home(others) {
+            let interest = Interest {
+                node: client.edge.clone().into(),
+                session: client.session,
+                ttl_ms,
+                users: users.into_iter().map(Into::into).collect(),
+            };
+            self.send(Dest::Node(home), interest.into());
+        }
+        self.answer(
+            client,
+            Done {
+                request: subscribe.request,
+            }
+            .into(),
+        );
+        Ok(())
+    }
+
+    /// PUSH: relay a frame to every session of some users homed here. A RECEIPT about the
+    /// user itself also moves the read pointer of their conversation summary.
+    pub(super) fn push(&mut self, push: Push) -> Result<(), Reject> {
+        let receipt = match natter_codec::frame::peek_type(&push.frame) {
+            Ok(FrameType::RECEIPT) => match Frame::decode(push.frame.clone()) {
+                Ok(Frame::Receipt(receipt)) => Some(receipt),
+                _ => None,
+            },
+            Ok(_) => None,
+            Err(_) => return Err(Reject::new(ErrorCode::PROTOCOL_VIOLATION, "bad PUSH frame")),
+        };
+        for user in push.users {
+            if !self.is_mine(self.ring.home(&user)) {
+                continue;
+            }
+            if let Some(Receipt {
+                conversation, read, ..
+            }) = receipt.as_ref().filter(|r| r.user == user)
+            {
+                self.summary_read(&user, conversation, *read)?;
+            }
+            for (link, session) in self.sessions.all(&user) {
+                self.send(
+                    Dest::Link(link),
+                    super::routed(session, "", "", push.frame.clone()),
+                );
+            }
+        }
+        Ok(())
+    }
+}
