@@ -3,6 +3,12 @@
 //! reordering anything, with its user, its peer and their conversation owned by different
 //! brokers, so every message crosses broker-to-broker links.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a failed step should panic"
+)]
+
 mod support;
 
 use std::path::Path;

@@ -1,6 +1,12 @@
 //! natter passes its own conformance suite: every scenario of conformance/ against a real
 //! `natter serve` over TCP.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a failed step should panic"
+)]
+
 mod support;
 
 use natter_conformance::{Target, TokenSource};

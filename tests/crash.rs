@@ -8,6 +8,12 @@
 //! `NATTER_CRASH_ROUNDS=200 cargo test --release --test crash -- --nocapture`;
 //! `NATTER_CRASH_SEED` replays a run's kill timings.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a failed step should panic"
+)]
+
 mod support;
 
 use std::collections::{HashMap, VecDeque};

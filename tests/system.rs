@@ -2,6 +2,12 @@
 //! user of a chat system sees: chat, order, receipts, presence, typing, groups, history and a
 //! drain.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a failed step should panic"
+)]
+
 mod support;
 
 use std::time::Duration;

@@ -2,6 +2,11 @@
 //! tokens from `natter token`, exactly as an operator would run it.
 
 #![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a failed step should panic"
+)]
+#![allow(
     dead_code,
     reason = "each test binary uses a different part of the harness"
 )]

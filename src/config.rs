@@ -1,0 +1,222 @@
+//! The config file: one TOML document for every subcommand, with `natter config` printing the
+//! commented defaults. Flags and `NATTER_*` environment variables override it (see `main.rs`).
+
+use std::path::{Path, PathBuf};
+
+use natter_broker::{BrokerConfig, ClusterConfig};
+use natter_edge::EdgeConfig;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Storage and generated secrets live here.
+    pub data_dir: PathBuf,
+    /// Logging.
+    pub log: LogConfig,
+    /// The cluster file: brokers, ring version and link secret, shared by every node.
+    pub cluster: ClusterConfig,
+    /// The edge.
+    pub edge: EdgeConfig,
+    /// The broker (its `data_dir` and `cluster` come from the top level).
+    pub broker: BrokerConfig,
+}
+
+/// Where and how to log.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// A tracing filter such as `info` or `natter_edge=debug,info`; `RUST_LOG` wins.
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("natter-data"),
+            log: LogConfig::default(),
+            cluster: ClusterConfig::default(),
+            edge: EdgeConfig::default(),
+            broker: BrokerConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            json: false,
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, or the defaults when no file is given.
+    pub fn load(path: Option<&Path>) -> Result<Self, String> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("reading {}: {error}", path.display()))?;
+        toml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))
+    }
+
+    /// Copies the shared settings into the edge and broker sections: the data directory, and
+    /// the cluster (or, with no brokers listed, this broker alone).
+    pub fn resolve(&mut self) {
+        self.broker.data_dir = self.data_dir.clone();
+        self.broker.cluster = self.cluster.clone();
+        let cluster = &mut self.edge.cluster;
+        cluster.ring_version = self.cluster.ring_version;
+        cluster.vnodes = self.cluster.vnodes;
+        cluster.secret = self.cluster.secret.clone();
+        cluster.brokers = if self.cluster.brokers.is_empty() {
+            vec![self.broker.node.clone()]
+        } else {
+            self.cluster.brokers.iter().map(|b| b.id.clone()).collect()
+        };
+    }
+}
+
+/// The default configuration, commented; `natter config` prints it.
+pub const DEFAULT_CONFIG: &str = r#"# natter configuration. Every key is optional; these are the defaults.
+# Flags and NATTER_* environment variables override the file (see `natter serve --help`).
+# docs/configuration.md describes every key.
+
+# Storage and the generated token secret (serve mode) live here.
+data_dir = "natter-data"
+
+[log]
+# One JSON object per line on stderr instead of text.
+json = false
+# A tracing filter; RUST_LOG overrides it.
+filter = "info"
+
+[cluster]
+# Compared on every link handshake; bump it whenever `brokers` changes.
+ring_version = 1
+# The shared secret every link presents in LINK_HELLO.
+secret = ""
+# Virtual nodes per broker on the hash ring.
+vnodes = 128
+# The brokers and their link addresses. Empty: `serve` runs its one broker alone.
+# brokers = [{ id = "b1", link = "10.0.0.1:7600" }, { id = "b2", link = "10.0.0.2:7600" }]
+brokers = []
+
+[edge]
+# This edge's node id on links.
+node_id = "edge-1"
+# Native protocol over TCP.
+tcp = "127.0.0.1:7400"
+# Native protocol over TLS (needs tls_cert and tls_key); off unless set.
+# tls = "0.0.0.0:7443"
+# tls_cert = "cert.pem"
+# tls_key = "key.pem"
+# Require client certificates signed by these CAs on the TLS listener.
+# tls_client_ca = "devices-ca.pem"
+# HTTP: /healthz, /readyz, /metrics, /ws, the backend API and the web client.
+http = "127.0.0.1:7480"
+# The web client's build, served at /.
+# web_dir = "clients/web/dist"
+# Token keys: the first signs, all verify (rotation). `serve` generates one if empty.
+# token_keys = [{ id = "k2", secret = "new" }, { id = "k1", secret = "old" }]
+token_keys = []
+# Bearer keys for the backend HTTP API; empty disables it.
+api_keys = []
+# Dev mode: loopback-only /dev page and POST /v1/dev/token. Never in production.
+dev = false
+
+[edge.limits]
+# Largest frame a client may send, in bytes.
+max_frame_size = 65536
+# Open connections per process.
+max_connections = 20000
+# Open connections per user.
+max_connections_per_user = 16
+# Requests per connection awaiting an answer.
+max_in_flight = 256
+# Bytes queued towards one client before the slow-consumer policy applies.
+outbound_budget = 1048576
+# Requests per second per device session, and the burst allowed.
+requests_per_sec = 50.0
+request_burst = 100.0
+# Frames queued towards one broker before requests get UNAVAILABLE.
+link_queue = 16384
+
+[edge.timing]
+# Milliseconds. HELLO must arrive within hello_timeout_ms.
+hello_timeout_ms = 10000
+# Heartbeat interval announced in READY; silence for twice this closes the connection.
+heartbeat_ms = 30000
+# Session lease at the home broker, renewed every third of it.
+lease_ms = 30000
+# How long the home broker may take to accept a session; also the backend API timeout.
+open_timeout_ms = 5000
+# A client over its outbound budget this long is closed with SLOW_CONSUMER.
+slow_consumer_ms = 10000
+# retry_after_ms sent with UNAVAILABLE.
+unavailable_retry_ms = 1000
+# reconnect_ms sent in GOAWAY.
+goaway_reconnect_ms = 1000
+# How long a drain waits for requests in flight.
+drain_ms = 5000
+# Link reconnect backoff (doubling, jittered) and handshake timeout.
+link_backoff_min_ms = 100
+link_backoff_max_ms = 5000
+link_handshake_ms = 5000
+
+[broker]
+# This broker's node id; in a cluster it must be listed in [cluster].brokers.
+node = "b1"
+# Storage backend: "redb" or "sled".
+backend = "redb"
+# An http:// URL that receives a JSON POST for users with no online device.
+# webhook_url = "http://127.0.0.1:9000/push"
+
+[broker.limits]
+link_frame_size = 16777216
+body = 16384
+content_type = 128
+title = 256
+history_page = 200
+group_members = 5000
+fanout_threshold = 500
+interest_ttl_ms = 300000
+interests_per_user = 1024
+sessions_per_user = 64
+retention_ms = 604800000
+replay_page = 256
+link_queue = 4096
+"#;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The printed defaults must be the defaults the code uses.
+    #[test]
+    fn the_printed_config_is_the_default() {
+        let printed: Config = toml::from_str(DEFAULT_CONFIG).unwrap();
+        let default = Config::default();
+        assert_eq!(printed.data_dir, default.data_dir);
+        assert_eq!(printed.log, default.log);
+        assert_eq!(printed.cluster, default.cluster);
+        assert_eq!(printed.broker, default.broker);
+        let edge = |config: &Config| toml::to_string(&config.edge).unwrap();
+        assert_eq!(edge(&printed), edge(&default));
+    }
+
+    #[test]
+    fn resolve_makes_a_single_broker_ring_without_a_cluster() {
+        let mut config = Config::default();
+        config.resolve();
+        assert_eq!(config.edge.cluster.brokers, vec!["b1".to_string()]);
+        assert_eq!(config.broker.data_dir, PathBuf::from("natter-data"));
+    }
+}
