@@ -170,7 +170,10 @@ async fn dev_token(http: &str, user: &str) -> Result<String, Error> {
     let response = String::from_utf8_lossy(&response);
     let json = response.split("\r\n\r\n").nth(1).ok_or("no HTTP body")?;
     let value: serde_json::Value = serde_json::from_str(json.trim())?;
-    Ok(value["token"].as_str().ok_or_else(|| format!("no token in {json}"))?.to_string())
+    Ok(value["token"]
+        .as_str()
+        .ok_or_else(|| format!("no token in {json}"))?
+        .to_string())
 }
 
 async fn natter_latency(addr: &str, http: &str, load: Load) -> Result<serde_json::Value, Error> {
@@ -185,13 +188,25 @@ async fn natter_latency(addr: &str, http: &str, load: Load) -> Result<serde_json
         let rx = natter::connect(addr, &dev_token(http, &receiver).await?).await?;
         let tx = natter::connect(addr, &dev_token(http, &sender).await?).await?;
         tasks.spawn(natter_receive(rx, start, until, Arc::clone(&tally)));
-        tasks.spawn(natter_send(tx, conversation, load, start, until, Arc::clone(&tally)));
+        tasks.spawn(natter_send(
+            tx,
+            conversation,
+            load,
+            start,
+            until,
+            Arc::clone(&tally),
+        ));
     }
-    eprintln!("natter: {} pairs up, sending {} msg/s for {} s", load.pairs, load.rate, load.seconds);
+    eprintln!(
+        "natter: {} pairs up, sending {} msg/s for {} s",
+        load.pairs, load.rate, load.seconds
+    );
     while let Some(result) = tasks.join_next().await {
         result??;
     }
-    let tally = Arc::try_unwrap(tally).map_err(|_| "tally still shared")?.into_inner();
+    let tally = Arc::try_unwrap(tally)
+        .map_err(|_| "tally still shared")?
+        .into_inner();
     Ok(latency_report("natter", load, tally))
 }
 
@@ -238,7 +253,11 @@ async fn natter_send(
     until: Instant,
     tally: Arc<Mutex<Tally>>,
 ) -> Result<(), Error> {
-    let natter::Connection { mut reader, mut writer, .. } = conn;
+    let natter::Connection {
+        mut reader,
+        mut writer,
+        ..
+    } = conn;
     let epoch = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64 & 0xffff_ffff;
     // Send time by request id; both loops run in this task, so the lock is never contended.
     let pending = std::sync::Mutex::new(HashMap::<u64, Instant>::new());
@@ -257,7 +276,10 @@ async fn natter_send(
                 content_type: "".into(),
                 body: Bytes::from(stamped_body(start, load.body)),
             };
-            pending.lock().map_err(|_| "poisoned")?.insert(sent, Instant::now());
+            pending
+                .lock()
+                .map_err(|_| "poisoned")?
+                .insert(sent, Instant::now());
             natter::send(&mut writer, frame.into()).await?;
         }
         // Dropping the write half would shut the socket down before the last acks arrive.
@@ -309,11 +331,16 @@ async fn mqtt_latency(addr: &str, load: Load) -> Result<serde_json::Value, Error
         tasks.spawn(mqtt_receive(rx, start, until, Arc::clone(&tally)));
         tasks.spawn(mqtt_send(tx, topic, load, start, until, Arc::clone(&tally)));
     }
-    eprintln!("mqtt: {} pairs up, sending {} msg/s for {} s", load.pairs, load.rate, load.seconds);
+    eprintln!(
+        "mqtt: {} pairs up, sending {} msg/s for {} s",
+        load.pairs, load.rate, load.seconds
+    );
     while let Some(result) = tasks.join_next().await {
         result??;
     }
-    let tally = Arc::try_unwrap(tally).map_err(|_| "tally still shared")?.into_inner();
+    let tally = Arc::try_unwrap(tally)
+        .map_err(|_| "tally still shared")?
+        .into_inner();
     Ok(latency_report("mqtt", load, tally))
 }
 
@@ -357,7 +384,10 @@ async fn mqtt_send(
     until: Instant,
     tally: Arc<Mutex<Tally>>,
 ) -> Result<(), Error> {
-    let mqtt::Connection { mut reader, mut writer } = conn;
+    let mqtt::Connection {
+        mut reader,
+        mut writer,
+    } = conn;
     let pending = std::sync::Mutex::new(HashMap::<u16, Instant>::new());
     let send_loop = async {
         let mut ticker = tokio::time::interval(tick_period(load));
@@ -366,8 +396,13 @@ async fn mqtt_send(
             ticker.tick().await;
             sent += 1;
             let id = (sent % 65_535 + 1) as u16;
-            pending.lock().map_err(|_| "poisoned")?.insert(id, Instant::now());
-            writer.write_all(&mqtt::publish(&topic, id, &stamped_body(start, load.body))).await?;
+            pending
+                .lock()
+                .map_err(|_| "poisoned")?
+                .insert(id, Instant::now());
+            writer
+                .write_all(&mqtt::publish(&topic, id, &stamped_body(start, load.body)))
+                .await?;
         }
         // Dropping the write half would shut the socket down before the last PUBACKs arrive.
         Ok::<_, Error>((sent, writer))

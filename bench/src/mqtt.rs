@@ -57,7 +57,10 @@ pub async fn connect(addr: &str, client_id: &str) -> io::Result<Connection> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (reader, writer) = stream.into_split();
-    let mut conn = Connection { reader: BufReader::new(reader), writer };
+    let mut conn = Connection {
+        reader: BufReader::new(reader),
+        writer,
+    };
     let mut body = Vec::new();
     string(&mut body, b"MQTT");
     body.extend_from_slice(&[4, 0x02, 0, 60]); // level 4, clean session, keep-alive 60 s

@@ -50,11 +50,33 @@ pub async fn connect(addr: &str, token: &str) -> io::Result<Connection> {
     send(&mut writer, hello.into()).await?;
     let ready = match next(&mut reader).await? {
         Frame::Ready(ready) => ready,
-        Frame::Error(error) => return Err(other(format!("refused: {:?} {}", error.code, error.message))),
-        frame => return Err(other(format!("expected READY, got {:?}", frame.frame_type()))),
+        Frame::Error(error) => {
+            return Err(other(format!(
+                "refused: {:?} {}",
+                error.code, error.message
+            )));
+        }
+        frame => {
+            return Err(other(format!(
+                "expected READY, got {:?}",
+                frame.frame_type()
+            )));
+        }
     };
-    send(&mut writer, Resume { request: 1, after: ready.inbox_head }.into()).await?;
-    Ok(Connection { reader, writer, heartbeat_ms: ready.heartbeat_ms })
+    send(
+        &mut writer,
+        Resume {
+            request: 1,
+            after: ready.inbox_head,
+        }
+        .into(),
+    )
+    .await?;
+    Ok(Connection {
+        reader,
+        writer,
+        heartbeat_ms: ready.heartbeat_ms,
+    })
 }
 
 /// Writes one frame.

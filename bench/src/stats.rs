@@ -9,7 +9,8 @@ pub struct Samples(Vec<u64>);
 impl Samples {
     /// Records one latency.
     pub fn record(&mut self, latency: Duration) {
-        self.0.push(latency.as_micros().min(u128::from(u64::MAX)) as u64);
+        self.0
+            .push(latency.as_micros().min(u128::from(u64::MAX)) as u64);
     }
 
     /// Adds another set of samples.
