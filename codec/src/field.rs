@@ -24,12 +24,15 @@ pub trait Field: Sized {
 
 /// `(i)`: a varint.
 impl Field for u64 {
+    #[inline]
     fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
         varint::decode(buf)
     }
+    #[inline]
     fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         varint::encode(*self, buf)
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         varint::len(*self)
     }
@@ -37,16 +40,19 @@ impl Field for u64 {
 
 /// `(8)`: one byte.
 impl Field for u8 {
+    #[inline]
     fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
         if !buf.has_remaining() {
             return Err(DecodeError::Truncated);
         }
         Ok(buf.get_u8())
     }
+    #[inline]
     fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         buf.put_u8(*self);
         Ok(())
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         1
     }
@@ -54,6 +60,7 @@ impl Field for u8 {
 
 /// `Flag (8)`: one byte that is 0x00 or 0x01; any other value is malformed (`[NWP-2.2-4]`).
 impl Field for bool {
+    #[inline]
     fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
         match u8::decode(buf)? {
             0 => Ok(false),
@@ -61,9 +68,11 @@ impl Field for bool {
             _ => Err(DecodeError::InvalidFlag),
         }
     }
+    #[inline]
     fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         u8::from(*self).encode(buf)
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         1
     }
@@ -71,6 +80,7 @@ impl Field for bool {
 
 /// `Bytes (b)`: a varint length, then that many bytes.
 impl Field for Bytes {
+    #[inline]
     fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
         let len = varint::decode(buf)?;
         if len > buf.len() as u64 {
@@ -78,11 +88,13 @@ impl Field for Bytes {
         }
         Ok(buf.split_to(len as usize))
     }
+    #[inline]
     fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         varint::encode(self.len() as u64, buf)?;
         buf.put_slice(self);
         Ok(())
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         varint::len(self.len() as u64) + self.len()
     }
@@ -90,12 +102,15 @@ impl Field for Bytes {
 
 /// `String (s)`: like `Bytes (b)`, and the bytes MUST be valid UTF-8 (`[NWP-2.2-3]`).
 impl Field for Text {
+    #[inline]
     fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
         ByteString::try_from(Bytes::decode(buf)?).map_err(|_| DecodeError::InvalidUtf8)
     }
+    #[inline]
     fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         self.as_bytes().encode(buf)
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         self.as_bytes().encoded_len()
     }
@@ -103,6 +118,7 @@ impl Field for Text {
 
 /// `List<T>`: a varint count, then that many values.
 impl<T: Field> Field for Vec<T> {
+    #[inline]
     fn decode(buf: &mut Bytes) -> Result<Self, DecodeError> {
         let count = varint::decode(buf)?;
         // Every element takes at least one byte, so a count above what is left cannot be
@@ -112,10 +128,12 @@ impl<T: Field> Field for Vec<T> {
         }
         (0..count).map(|_| T::decode(buf)).collect()
     }
+    #[inline]
     fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         varint::encode(self.len() as u64, buf)?;
         self.iter().try_for_each(|item| item.encode(buf))
     }
+    #[inline]
     fn encoded_len(&self) -> usize {
         varint::len(self.len() as u64) + self.iter().map(Field::encoded_len).sum::<usize>()
     }

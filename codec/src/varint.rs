@@ -12,6 +12,7 @@ use crate::{DecodeError, EncodeError};
 pub const MAX: u64 = (1 << 62) - 1;
 
 /// The number of bytes the shortest encoding of `value` takes (8 for values above [`MAX`]).
+#[inline]
 pub const fn len(value: u64) -> usize {
     if value < 1 << 6 {
         1
@@ -25,6 +26,7 @@ pub const fn len(value: u64) -> usize {
 }
 
 /// Writes the shortest encoding of `value`.
+#[inline]
 pub fn encode(value: u64, buf: &mut impl BufMut) -> Result<(), EncodeError> {
     match len(value) {
         1 => buf.put_u8(value as u8),
@@ -40,17 +42,29 @@ pub fn encode(value: u64, buf: &mut impl BufMut) -> Result<(), EncodeError> {
 ///
 /// Returns `Ok(None)` when `bytes` holds only part of it, and the value with its encoded
 /// length otherwise.
+#[inline]
 pub fn peek(bytes: &[u8]) -> Result<Option<(u64, usize)>, DecodeError> {
     let Some(&first) = bytes.first() else {
         return Ok(None);
     };
-    let size = 1usize << (first >> 6);
-    let Some(encoded) = bytes.get(..size) else {
-        return Ok(None);
+    // Most varints on the wire are one byte, and a one-byte encoding is always the shortest.
+    if first < 0x40 {
+        return Ok(Some((u64::from(first), 1)));
+    }
+    let (value, size) = match first >> 6 {
+        1 => match bytes.get(..2) {
+            Some(&[a, b]) => (u64::from(u16::from_be_bytes([a, b]) & 0x3fff), 2),
+            _ => return Ok(None),
+        },
+        2 => match bytes.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+            Some(b) => (u64::from(u32::from_be_bytes(b) & 0x3fff_ffff), 4),
+            None => return Ok(None),
+        },
+        _ => match bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+            Some(b) => (u64::from_be_bytes(b) & MAX, 8),
+            None => return Ok(None),
+        },
     };
-    let value = encoded[1..]
-        .iter()
-        .fold(u64::from(first & 0x3f), |acc, &b| (acc << 8) | u64::from(b));
     if len(value) != size {
         return Err(DecodeError::NonMinimalVarint);
     }
@@ -58,6 +72,7 @@ pub fn peek(bytes: &[u8]) -> Result<Option<(u64, usize)>, DecodeError> {
 }
 
 /// Reads and consumes a varint; a buffer that ends inside it is [`DecodeError::Truncated`].
+#[inline]
 pub fn decode(buf: &mut impl Buf) -> Result<u64, DecodeError> {
     let (value, size) = peek(buf.chunk())?.ok_or(DecodeError::Truncated)?;
     buf.advance(size);
