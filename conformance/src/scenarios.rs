@@ -41,6 +41,7 @@ scenarios! {
     "history-paging" ["NWP-7.5-1", "NWP-7.5-2"] => history_paging,
     "delete-tombstone" ["NWP-7.5-3"] => delete_tombstone,
     "read-receipt" ["NWP-7.4-1", "NWP-7.4-3"] => read_receipt,
+    "receipts-on-open" ["NWP-7.4-4"] => receipts_on_open,
     "typing" ["NWP-7.10-1"] => typing,
     "groups" ["NWP-7.7-1", "NWP-7.7-2"] => groups,
 }
@@ -476,6 +477,44 @@ async fn read_receipt(ctx: &Ctx<'_>) -> Result<(), Failure> {
     reader.answer(2).await?;
     reader.send(mark(3, two).into()).await?;
     reader.answer(3).await.map(drop)
+}
+
+async fn receipts_on_open(ctx: &Ctx<'_>) -> Result<(), Failure> {
+    let (alice, bob) = (ctx.user("alice"), ctx.user("bob"));
+    let conversation = direct_conversation(&alice, &bob);
+    let mut sender = connect(ctx, &alice, Features::NONE).await?;
+    let seq = send(&mut sender, 1, &conversation, "read me").await?;
+    let mut reader = connect(ctx, &bob, Features::NONE).await?;
+    let mark = Mark {
+        request: 1,
+        conversation: conversation.as_str().into(),
+        marker: Marker::READ,
+        seq,
+    };
+    reader.send(mark.into()).await?;
+    reader.answer(1).await?;
+    // Alice opens the conversation on a new connection: bob's pointer comes before the page.
+    let mut opener = connect(ctx, &alice, Features::RECEIPTS).await?;
+    let newest = History {
+        request: 2,
+        conversation: conversation.as_str().into(),
+        anchor: 0,
+        direction: Direction::BACKWARD,
+        limit: 10,
+    };
+    opener.send(newest.into()).await?;
+    let mut bob_read = None;
+    loop {
+        match opener.recv().await? {
+            Frame::Receipt(r) if *r.user == *bob => bob_read = Some(r.read),
+            Frame::HistoryPage(page) if page.request == 2 => break,
+            Frame::Error(error) => return Err(Failure::new(format!("HISTORY failed: {error:?}"))),
+            _ => {}
+        }
+    }
+    check(bob_read == Some(seq), || {
+        format!("before the page, bob's read pointer was {bob_read:?}, not {seq}")
+    })
 }
 
 async fn typing(ctx: &Ctx<'_>) -> Result<(), Failure> {

@@ -248,6 +248,9 @@ impl Shard {
             .map(|(_, value)| crate::records::decode::<Event>(value))
             .collect::<Result<Vec<_>, _>>()?;
         events.sort_by_key(|e| e.seq);
+        if history.anchor == 0 && history.direction == Direction::BACKWARD {
+            self.send_receipts(client, &conv)?;
+        }
         let page = HistoryPage {
             request: history.request,
             conversation: history.conversation,

@@ -5,6 +5,7 @@ use natter_codec::frame::{Done, Mark, Receipt};
 use natter_codec::types::Marker;
 use natter_codec::{ErrorCode, Frame};
 
+use super::conversation::Conversation;
 use super::{Client, Reject, Shard};
 use crate::keys;
 use crate::records::ReceiptRecord;
@@ -57,6 +58,34 @@ impl Shard {
         .into();
         let members = self.member_ids(&conv)?;
         self.push_to_members(members, &receipt);
+        Ok(())
+    }
+
+    /// Sends `client` every member's stored pointers, for a client opening a conversation
+    /// ([NWP-7.4-4]): without them, ticks on a freshly loaded page would wait for the next
+    /// change. Groups too large to fan out on write get none, which bounds the frames sent.
+    pub(super) fn send_receipts(
+        &mut self,
+        client: &Client,
+        conv: &Conversation,
+    ) -> Result<(), Reject> {
+        let members = self.member_ids(conv)?;
+        if members.len() > self.limits.fanout_threshold {
+            return Ok(());
+        }
+        for user in members {
+            let stored: Option<ReceiptRecord> =
+                self.store.record(&keys::receipt(&conv.id, &user))?;
+            if let Some(stored) = stored {
+                let receipt = Receipt {
+                    conversation: conv.id.as_str().into(),
+                    user: user.into(),
+                    delivered: stored.delivered,
+                    read: stored.read,
+                };
+                self.answer(client, receipt.into());
+            }
+        }
         Ok(())
     }
 }
