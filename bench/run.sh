@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 
 RATE=${RATE:-1000}      # messages per second in total
 SECS=${SECS:-20}        # seconds of sending
-PAIRS=${PAIRS:-10}      # sender/receiver pairs
+PAIRS=${PAIRS:-50}      # sender/receiver pairs (20 msg/s each: under the 50/s per-device limit)
 IDLE=${IDLE:-10000}     # idle connections (one process may open at most 20,000 files here)
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 
 command -v mosquitto >/dev/null || { apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; }
 cargo build --release --locked -p natter -p natter-bench

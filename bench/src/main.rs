@@ -76,7 +76,7 @@ struct Load {
     #[arg(long, default_value_t = 1000)]
     rate: u32,
     /// Sender/receiver pairs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 50)]
     pairs: u32,
     /// How long to send.
     #[arg(long, default_value_t = 20)]
