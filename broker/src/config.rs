@@ -68,6 +68,9 @@ pub struct Limits {
     pub title: usize,
     /// Most events in one HISTORY page.
     pub history_page: u64,
+    /// Most bytes of events in one HISTORY page, so a page fits a client's default 64 KiB
+    /// frame; a page always holds at least one event.
+    pub history_page_bytes: usize,
     /// Most members in a group.
     pub group_members: usize,
     /// Groups with more members fan out on read instead of on write.
@@ -94,6 +97,7 @@ impl Default for Limits {
             content_type: 128,
             title: 256,
             history_page: 200,
+            history_page_bytes: 48 * 1024,
             group_members: 5_000,
             fanout_threshold: 500,
             interest_ttl_ms: 5 * 60 * 1000,

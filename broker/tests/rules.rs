@@ -333,6 +333,38 @@ fn history_pages_both_ways_for_members_only() {
 }
 
 #[test]
+fn history_pages_stop_at_their_byte_budget_but_hold_at_least_one_event() {
+    let mut c = Cluster::new(1, |config| config.limits.history_page_bytes = 1_000);
+    let alice = online(&mut c, "alice", "phone");
+    let conv = ids::direct_conversation("alice", "bob");
+    let body: &'static str = "x".repeat(400).leak();
+    for i in 1..=5 {
+        c.call(alice, send(i, &conv, i, body));
+    }
+    c.call(alice, send(6, &conv, 6, "y".repeat(1_500).leak()));
+    let mut page = |anchor, direction| {
+        let history = History {
+            request: 9,
+            conversation: conv.as_str().into(),
+            anchor,
+            direction,
+            limit: 100,
+        };
+        match c.call(alice, history).pop() {
+            Some(Frame::HistoryPage(p)) => {
+                (p.events.iter().map(|e| e.seq).collect::<Vec<_>>(), p.more)
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    // The newest event alone is over budget: it still comes, alone.
+    assert_eq!(page(0, Direction::BACKWARD), (vec![6], true));
+    assert_eq!(page(6, Direction::BACKWARD), (vec![4, 5], true));
+    assert_eq!(page(0, Direction::FORWARD), (vec![1, 2], true));
+    assert_eq!(page(4, Direction::FORWARD), (vec![5], true));
+}
+
+#[test]
 fn resume_replays_missed_entries_then_streams_live() {
     let mut c = Cluster::new(3, |_| {});
     let alice = online(&mut c, "alice", "phone");

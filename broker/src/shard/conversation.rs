@@ -2,6 +2,7 @@
 //! history pages, typing and FETCH.
 
 use bytes::Bytes;
+use natter_codec::field::Field as _;
 use natter_codec::frame::{
     Events, Fetch, History, HistoryPage, Push, Send, SendAck, Typing, TypingUpdate,
 };
@@ -241,12 +242,19 @@ impl Shard {
             _ => return Err(Reject::new(ErrorCode::INVALID_REQUEST, "unknown direction")),
         };
         let rows = self.store.range((&range.0, &range.1), reverse, limit + 1)?;
-        let more = rows.len() > limit;
-        let mut events = rows
-            .into_iter()
-            .take(limit)
-            .map(|(_, value)| crate::records::decode::<Event>(value))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Rows come nearest the anchor first: fill the page in that order until the count or
+        // the byte budget is reached, so a page of large bodies still fits a client's frame.
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        for (_, value) in rows.iter().take(limit) {
+            let event = crate::records::decode::<Event>(value.clone())?;
+            bytes += event.encoded_len();
+            if !events.is_empty() && bytes > self.limits.history_page_bytes {
+                break;
+            }
+            events.push(event);
+        }
+        let more = rows.len() > events.len();
         events.sort_by_key(|e| e.seq);
         if history.anchor == 0 && history.direction == Direction::BACKWARD {
             self.send_receipts(client, &conv)?;
