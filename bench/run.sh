@@ -14,28 +14,9 @@ SECS=${SECS:-20}        # seconds of sending
 PAIRS=${PAIRS:-50}      # sender/receiver pairs (20 msg/s each: under the 50/s per-device limit)
 IDLE=${IDLE:-10000}     # idle connections (one process may open at most 20,000 files here)
 OUT=${OUT:-$(mktemp -d)}
-mkdir -p "$OUT"
 
 command -v mosquitto >/dev/null || { apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null; }
-cargo build --release --locked -p natter -p natter-bench
-bench=./target/release/natter-bench
-ulimit -n 20000 2>/dev/null || true
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-start_natter() {
-  rm -rf "$OUT/data"
-  ./target/release/natter serve --dev --print-ready --data-dir "$OUT/data" \
-    --tcp 127.0.0.1:0 --http 127.0.0.1:0 >"$OUT/natter.ready" 2>"$OUT/natter.log" &
-  natter_pid=$!; pids+=("$natter_pid")
-  for _ in $(seq 100); do [ -s "$OUT/natter.ready" ] && break; sleep 0.1; done
-  natter_tcp=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tcp"])' "$OUT/natter.ready")
-  natter_http=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$OUT/natter.ready")
-}
+. bench/common.sh
 
 start_mosquitto() {
   mqtt_port=$(free_port)
