@@ -66,6 +66,23 @@ fn spread_users(ring: &Ring) -> (String, String) {
     panic!("no spread of users found");
 }
 
+/// Writes a cluster file for `brokers` (id, link port) that accepts the test tokens.
+fn cluster_file(dir: &Path, brokers: &[(&str, u16)]) -> std::path::PathBuf {
+    let brokers: Vec<String> = brokers
+        .iter()
+        .map(|(id, port)| format!("{{ id = \"{id}\", link = \"127.0.0.1:{port}\" }}"))
+        .collect();
+    let path = dir.join("cluster.toml");
+    let text = format!(
+        "[cluster]\nring_version = 3\nsecret = \"cluster secret\"\nbrokers = [{}]\n\n\
+         [edge]\ntoken_keys = [{{ id = \"k1\", secret = \"{}\" }}]\n",
+        brokers.join(", "),
+        support::SECRET
+    );
+    std::fs::write(&path, text).expect("write cluster file");
+    path
+}
+
 async fn connect(edge: &str, user: &str, store: &MemoryCursorStore) -> (Client, Events) {
     let config = Config::new(&format!("tcp://{edge}"), support::token(user, "phone"))
         .expect("config")
@@ -101,18 +118,7 @@ async fn next_message(events: &mut Events) -> u64 {
 async fn a_device_resumes_on_another_edge_without_missing_anything() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (link1, link2) = (free_port(), free_port());
-    let config = dir.path().join("cluster.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[cluster]\nring_version = 3\nsecret = \"cluster secret\"\nbrokers = [\
-             {{ id = \"b1\", link = \"127.0.0.1:{link1}\" }}, \
-             {{ id = \"b2\", link = \"127.0.0.1:{link2}\" }}]\n\n\
-             [edge]\ntoken_keys = [{{ id = \"k1\", secret = \"{}\" }}]\n",
-            support::SECRET
-        ),
-    )
-    .expect("write cluster file");
+    let config = cluster_file(dir.path(), &[("b1", link1), ("b2", link2)]);
     let edges: Vec<String> = (0..2)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
@@ -184,5 +190,63 @@ async fn a_device_resumes_on_another_edge_without_missing_anything() {
     assert_eq!(
         received, missed,
         "after resuming on the other edge, bob has every message in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_processes_share_one_port() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = cluster_file(dir.path(), &[("b1", free_port())]);
+    let data = dir.path().join("b1-data");
+    let broker = spawn(
+        &config,
+        &[
+            "broker",
+            "--node",
+            "b1",
+            "--data-dir",
+            data.to_str().expect("UTF-8"),
+        ],
+    );
+    let shared = format!("127.0.0.1:{}", free_port());
+    let mut edges = Vec::new();
+    for node in ["e0", "e1"] {
+        let http = format!("127.0.0.1:{}", free_port());
+        let data = dir.path().join(node);
+        let data = data.to_str().expect("UTF-8 path");
+        edges.push(spawn(
+            &config,
+            &[
+                "edge",
+                "--node",
+                node,
+                "--tcp",
+                &shared,
+                "--http",
+                &http,
+                "--data-dir",
+                data,
+            ],
+        ));
+    }
+    let mut cluster = Cluster(vec![broker]);
+    cluster.0.extend(edges);
+    connect(&shared, "alice", &MemoryCursorStore::default()).await;
+    // Both edges bound the port: with the first one gone, the second still serves it.
+    let first = cluster.0.get_mut(1).expect("first edge");
+    first.kill().expect("kill the first edge");
+    first.wait().expect("reap it");
+    for n in 0..4 {
+        let (client, _events) =
+            connect(&shared, &format!("user{n}"), &MemoryCursorStore::default()).await;
+        client
+            .send_text(&client.direct_conversation("alice"), "still here")
+            .await
+            .expect("send");
+    }
+    let second = cluster.0.get_mut(2).expect("second edge");
+    assert!(
+        second.try_wait().expect("poll").is_none(),
+        "the second edge is still running"
     );
 }
