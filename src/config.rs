@@ -106,6 +106,9 @@ vnodes = 128
 # The brokers and their link addresses. Empty: `serve` runs its one broker alone.
 # brokers = [{ id = "b1", link = "10.0.0.1:7600" }, { id = "b2", link = "10.0.0.2:7600" }]
 brokers = []
+# Mutual TLS on every link: this node's certificate and key (a broker's names its id) and the
+# cluster CA every peer's certificate must chain to. Off unless set: links are plain TCP.
+# tls = { cert = "node.pem", key = "node.key", ca = "cluster-ca.pem" }
 
 [edge]
 # This edge's node id on links.
@@ -218,5 +221,22 @@ mod tests {
         config.resolve();
         assert_eq!(config.edge.cluster.brokers, vec!["b1".to_string()]);
         assert_eq!(config.broker.data_dir, PathBuf::from("natter-data"));
+    }
+
+    #[test]
+    fn link_tls_reaches_the_broker() {
+        let mut config: Config = toml::from_str(
+            "[cluster]\ntls = { cert = \"b1.pem\", key = \"b1.key\", ca = \"ca.pem\" }\n",
+        )
+        .unwrap();
+        config.resolve();
+        let tls = config.broker.cluster.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("b1.pem"));
+        assert_eq!(tls.key, PathBuf::from("b1.key"));
+        assert_eq!(tls.ca, PathBuf::from("ca.pem"));
+        let typo = toml::from_str::<Config>(
+            "[cluster]\ntls = { cert = \"b1.pem\", key = \"b1.key\", cert_ca = \"ca.pem\" }\n",
+        );
+        assert!(typo.is_err(), "unknown keys in the tls table are refused");
     }
 }

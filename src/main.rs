@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use natter_broker::tls::LinkTls;
 use natter_broker::{Backend, Broker};
 use natter_edge::{
     BoxedStream, ConnectFuture, Edge, EdgeConfig, TcpConnector, TokenKey, TokenKeys,
@@ -349,13 +350,17 @@ async fn edge(args: EdgeArgs) -> Result<(), String> {
         return Err("`natter edge` needs the brokers in the [cluster] table of --config".into());
     }
     config.resolve();
-    let connector = TcpConnector::new(
+    let mut connector = TcpConnector::new(
         config
             .cluster
             .brokers
             .iter()
             .map(|b| (b.id.clone(), b.link.to_string())),
     );
+    if let Some(files) = &config.cluster.tls {
+        let tls = LinkTls::load(files).map_err(|e| format!("link TLS: {e}"))?;
+        connector = connector.with_tls(tls.connector());
+    }
     let edge = Edge::bind(config.edge, connector)
         .await
         .map_err(|e| format!("binding listeners: {e}"))?;

@@ -41,6 +41,21 @@ pub struct ClusterConfig {
     pub brokers: Vec<PeerConfig>,
     /// Virtual nodes per broker on the ring.
     pub vnodes: usize,
+    /// Mutual TLS on every link, both directions; none keeps links plain TCP.
+    pub tls: Option<LinkTlsConfig>,
+}
+
+/// The PEM files of mutual TLS on links. They differ per node: each presents its own
+/// certificate, and a broker's must carry its id as a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTlsConfig {
+    /// This node's certificate chain.
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+    /// The cluster CA: peers must present a certificate it signed.
+    pub ca: PathBuf,
 }
 
 impl Default for ClusterConfig {
@@ -50,6 +65,7 @@ impl Default for ClusterConfig {
             secret: String::new(),
             brokers: Vec::new(),
             vnodes: DEFAULT_VNODES,
+            tls: None,
         }
     }
 }
@@ -193,5 +209,19 @@ mod tests {
             ["b1"]
         );
         assert_eq!(config.ring().version(), 3);
+        assert_eq!(config.cluster.tls, None);
+    }
+
+    #[test]
+    fn links_take_tls_files() {
+        let config: ClusterConfig =
+            serde_json::from_str(r#"{"tls":{"cert":"b1.pem","key":"b1.key","ca":"ca.pem"}}"#)
+                .unwrap();
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("b1.pem"));
+        assert_eq!(tls.key, PathBuf::from("b1.key"));
+        assert_eq!(tls.ca, PathBuf::from("ca.pem"));
+        let incomplete = serde_json::from_str::<ClusterConfig>(r#"{"tls":{"cert":"b1.pem"}}"#);
+        assert!(incomplete.is_err(), "every file is required");
     }
 }

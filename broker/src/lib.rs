@@ -37,9 +37,10 @@ mod records;
 mod server;
 pub mod shard;
 pub mod storage;
+pub mod tls;
 mod webhook;
 
-pub use config::{Backend, BrokerConfig, ClusterConfig, Limits, PeerConfig};
+pub use config::{Backend, BrokerConfig, ClusterConfig, Limits, LinkTlsConfig, PeerConfig};
 pub use link::LinkError;
 pub use server::{Broker, BrokerError, run};
 pub use shard::Shard;

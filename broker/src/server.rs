@@ -1,8 +1,10 @@
 //! The tokio driver: one task owns the [`Shard`] and is fed by bounded channels from link
-//! tasks, the group committer and webhook posts; links are served from any byte stream.
+//! tasks, the group committer and webhook posts; links are served from any byte stream,
+//! inside mutual TLS when the cluster configures it.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +25,7 @@ use crate::shard::{CommitId, LinkId, Millis, Output, Peer, Shard};
 use crate::storage::{
     CommitStats, CommitterConfig, GroupCommitter, RedbStorage, SledStorage, Storage, StorageError,
 };
+use crate::tls::LinkTls;
 use crate::webhook::Endpoint;
 
 /// Inputs queued for the shard task before link tasks wait.
@@ -75,6 +78,8 @@ struct Inner {
     credentials: Credentials,
     link_frame_size: u64,
     link_queue: usize,
+    /// Mutual TLS on links to and from this broker, when configured.
+    tls: Option<LinkTls>,
     inputs: mpsc::Sender<Input>,
     next_link: AtomicU64,
     committer: GroupCommitter,
@@ -123,6 +128,12 @@ impl Broker {
             })?),
             None => None,
         };
+        let tls = match &config.cluster.tls {
+            Some(files) => Some(
+                LinkTls::load(files).map_err(|e| BrokerError::Config(format!("link TLS: {e}")))?,
+            ),
+            None => None,
+        };
         let (lent, returned) = Lent::new(Arc::clone(&storage));
         let committer = GroupCommitter::start(Arc::new(lent), CommitterConfig::default())?;
         let shard = Shard::new(&config, storage, now_ms(), rand::random())?;
@@ -136,6 +147,7 @@ impl Broker {
             },
             link_frame_size: config.limits.link_frame_size,
             link_queue: config.limits.link_queue.max(1),
+            tls,
             inputs,
             next_link: AtomicU64::new(1),
             committer: committer.clone(),
@@ -170,6 +182,23 @@ impl Broker {
         self.attach(framed, peer).await
     }
 
+    /// Serves one link on an accepted TCP connection, inside TLS when the cluster says so.
+    async fn serve_tcp(&self, socket: TcpStream, from: SocketAddr) {
+        let result = match &self.inner.tls {
+            None => self.serve_link(socket).await,
+            Some(tls) => match tls.accept(socket).await {
+                Ok(stream) => self.serve_link(stream).await,
+                Err(error) => {
+                    tracing::warn!(%error, %from, "link refused: TLS handshake failed");
+                    return;
+                }
+            },
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, %from, "link ended");
+        }
+    }
+
     /// Accepts links on `listener` until `shutdown` resolves, then shuts the broker down.
     pub async fn serve(
         &self,
@@ -194,9 +223,7 @@ impl Broker {
                     let _ = socket.set_nodelay(true);
                     let broker = self.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = broker.serve_link(socket).await {
-                            tracing::debug!(%error, %from, "link ended");
-                        }
+                        broker.serve_tcp(socket, from).await;
                         drop(permit);
                     });
                 }
@@ -276,8 +303,32 @@ impl Broker {
             .await
             .map_err(|e| LinkError::Codec(e.into()))?;
         let _ = socket.set_nodelay(true);
-        let mut framed = Framed::new(socket, FrameCodec::new(self.inner.link_frame_size));
-        let established = link::dial(&mut framed, &self.inner.credentials, &peer.id).await?;
+        match &self.inner.tls {
+            None => self.link_to(socket, peer).await,
+            Some(tls) => match tls.connect(&peer.id, socket).await {
+                Ok(stream) => self.link_to(stream, peer).await,
+                Err(error) => {
+                    let peer = &peer.id;
+                    tracing::warn!(%error, peer, "link to broker refused: TLS handshake failed");
+                    Err(LinkError::Codec(error.into()))
+                }
+            },
+        }
+    }
+
+    /// Runs the dialing side of the link handshake on `stream`, then pumps the link.
+    async fn link_to<S>(&self, stream: S, peer: &PeerConfig) -> Result<(), LinkError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let mut framed = Framed::new(stream, FrameCodec::new(self.inner.link_frame_size));
+        let established = link::dial(&mut framed, &self.inner.credentials, &peer.id)
+            .await
+            // A peer that takes the connection but refuses us is misconfigured, not just down;
+            // with TLS 1.3 this is also where a refused client certificate shows.
+            .inspect_err(
+                |error| tracing::warn!(%error, peer = peer.id, "link to broker refused"),
+            )?;
         tracing::info!(peer = peer.id, "link to broker up");
         self.attach(framed, established).await
     }

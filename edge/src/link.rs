@@ -21,6 +21,8 @@ use natter_codec::{ErrorCode, Frame, FrameCodec, MAX_FRAME_SIZE_CAP, VERSION};
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_util::codec::FramedRead;
 use tracing::{info, warn};
 
@@ -51,10 +53,20 @@ where
     }
 }
 
-/// Dials brokers over TCP at the addresses of the cluster file.
-#[derive(Debug, Clone)]
+/// Dials brokers over TCP at the addresses of the cluster file, inside TLS if configured.
+#[derive(Clone)]
 pub struct TcpConnector {
     addresses: Arc<std::collections::HashMap<String, String>>,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for TcpConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpConnector")
+            .field("addresses", &self.addresses)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl TcpConnector {
@@ -62,18 +74,40 @@ impl TcpConnector {
     pub fn new(addresses: impl IntoIterator<Item = (String, String)>) -> Self {
         Self {
             addresses: Arc::new(addresses.into_iter().collect()),
+            tls: None,
         }
+    }
+
+    /// Wraps every link in TLS with `tls`, which presents this edge's certificate; each
+    /// broker's certificate must carry the broker's id as a DNS name.
+    pub fn with_tls(mut self, tls: TlsConnector) -> Self {
+        self.tls = Some(tls);
+        self
     }
 }
 
 impl Connector for TcpConnector {
     fn connect(&self, broker: &str) -> ConnectFuture {
         let address = self.addresses.get(broker).cloned();
+        let tls = self.tls.clone();
+        let broker = broker.to_string();
         Box::pin(async move {
             let address = address
                 .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "broker not in cluster"))?;
             let stream = tokio::net::TcpStream::connect(address).await?;
             stream.set_nodelay(true)?;
+            let Some(tls) = tls else {
+                return Ok(Box::new(stream) as BoxedStream);
+            };
+            let name = ServerName::try_from(broker.clone()).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("broker id {broker:?} is not a valid TLS server name"),
+                )
+            })?;
+            let stream = tls.connect(name, stream).await.map_err(|error| {
+                io::Error::new(error.kind(), format!("TLS handshake failed: {error}"))
+            })?;
             Ok(Box::new(stream) as BoxedStream)
         })
     }

@@ -144,3 +144,92 @@ fn spawn(data_dir: &Path, tcp: &str, http: &str, extra: &[String]) -> (Child, se
         serde_json::from_str(&line).expect("the ready line is JSON"),
     )
 }
+
+/// How long cluster tests wait for a step before failing.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// Starts `natter <args[0]> --config <config> <args[1..]>` (a broker or an edge), with its
+/// log going to `stderr`.
+pub fn spawn_node(config: &Path, args: &[&str], stderr: Stdio) -> Child {
+    Command::new(natter())
+        .arg(args[0])
+        .arg("--config")
+        .arg(config)
+        .args(&args[1..])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start natter")
+}
+
+/// Child processes, killed when dropped.
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Two users whose home brokers differ, and whose conversation the first one's home does
+/// not own, so a message travels edge -> owner -> the other home broker.
+pub fn spread_users(ring: &natter_codec::ring::Ring) -> (String, String) {
+    for a in 0..100 {
+        for b in 0..100 {
+            let (alice, bob) = (format!("alice{a}"), format!("bob{b}"));
+            let conversation = natter_codec::ids::direct_conversation(&alice, &bob);
+            let (home_a, home_b) = (ring.home(&alice), ring.home(&bob));
+            if home_a != home_b && ring.conversation_owner(&conversation) == home_b {
+                return (alice, bob);
+            }
+        }
+    }
+    panic!("no spread of users found");
+}
+
+/// Connects `user` to the edge at `edge`, retrying while the edge may still be dialing the
+/// brokers.
+pub async fn connect_when_linked(
+    edge: &str,
+    user: &str,
+    store: &natter_client::MemoryCursorStore,
+) -> (natter_client::Client, natter_client::Events) {
+    let config = natter_client::Config::new(&format!("tcp://{edge}"), token(user, "phone"))
+        .expect("config")
+        .with_cursor_store(store.clone());
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match natter_client::Client::connect(config.clone()).await {
+                Ok(connected) => return connected,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .expect("the edge serves")
+}
+
+/// The seq of the next message among `events`.
+pub async fn next_message(events: &mut natter_client::Events) -> u64 {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match events.next().await {
+                Some(natter_client::Event::Message(message)) => return message.seq,
+                Some(_) => {}
+                None => panic!("events ended"),
+            }
+        }
+    })
+    .await
+    .expect("a message")
+}
