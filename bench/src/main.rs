@@ -105,6 +105,8 @@ struct Tally {
     acked: u64,
     delivered: u64,
     errors: u64,
+    /// Errors by wire code name, so a run says what went wrong.
+    error_codes: std::collections::BTreeMap<String, u64>,
     to_ack: Samples,
     to_deliver: Samples,
 }
@@ -150,6 +152,7 @@ fn latency_report(peer: &str, load: Load, tally: Tally) -> serde_json::Value {
         "acked": tally.acked,
         "delivered": tally.delivered,
         "errors": tally.errors,
+        "error_codes": tally.error_codes,
         "send_to_ack": tally.to_ack.summary(),
         "send_to_deliver": tally.to_deliver.summary(),
     })
@@ -287,7 +290,7 @@ async fn natter_send(
     };
     let ack_loop = async {
         let mut acks = Samples::default();
-        let mut errors = 0u64;
+        let mut errors = std::collections::BTreeMap::<String, u64>::new();
         let mut own_inbox = 0;
         let deadline = tokio::time::sleep_until((until + Duration::from_secs(2)).into());
         tokio::pin!(deadline);
@@ -302,7 +305,13 @@ async fn natter_send(
                             acks.record(at.elapsed());
                         }
                     }
-                    Frame::Error(_) => errors += 1,
+                    Frame::Error(error) => {
+                        let count = errors.entry(format!("{:?}", error.code)).or_default();
+                        if *count == 0 {
+                            eprintln!("natter: first {:?} (request {}): {}", error.code, error.request, error.message);
+                        }
+                        *count += 1;
+                    }
                     _ => {}
                 }
             }
@@ -313,7 +322,10 @@ async fn natter_send(
     let mut tally = tally.lock().await;
     tally.sent += sent;
     tally.acked += acks.len() as u64;
-    tally.errors += errors;
+    tally.errors += errors.values().sum::<u64>();
+    for (code, count) in errors {
+        *tally.error_codes.entry(code).or_default() += count;
+    }
     tally.to_ack.merge(acks);
     Ok(())
 }

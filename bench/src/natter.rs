@@ -14,6 +14,10 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+/// RESUME's request id, far above any SEND's (which count from 1): a request id must be
+/// unique among a connection's outstanding requests.
+const RESUME_REQUEST: u64 = 1 << 40;
+
 /// The receiving half of a connection.
 pub type Reader = FramedRead<OwnedReadHalf, FrameCodec>;
 /// The sending half of a connection.
@@ -66,7 +70,7 @@ pub async fn connect(addr: &str, token: &str) -> io::Result<Connection> {
     send(
         &mut writer,
         Resume {
-            request: 1,
+            request: RESUME_REQUEST,
             after: ready.inbox_head,
         }
         .into(),
