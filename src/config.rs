@@ -193,7 +193,7 @@ interests_per_user = 1024
 sessions_per_user = 64
 retention_ms = 604800000
 replay_page = 256
-link_queue = 4096
+link_queue = 65536
 "#;
 
 #[cfg(test)]

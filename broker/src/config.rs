@@ -101,7 +101,10 @@ pub struct Limits {
     pub retention_ms: u64,
     /// Most entries of a replay page (one FETCH round to the owners).
     pub replay_page: usize,
-    /// Frames queued per link before the link is considered stuck.
+    /// Frames queued per link before the link is considered stuck and closed. One group
+    /// commit releases the answers and pushes of every message in it at once (a message to a
+    /// 500-member group is 500 pushes), so this must hold such a burst: a link is closed only
+    /// when its peer has stopped reading, never because a commit was large.
     pub link_queue: usize,
 }
 
@@ -121,7 +124,7 @@ impl Default for Limits {
             sessions_per_user: 64,
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             replay_page: 256,
-            link_queue: 4096,
+            link_queue: 65_536,
         }
     }
 }
