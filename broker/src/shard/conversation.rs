@@ -141,16 +141,29 @@ impl Shard {
             digest,
         };
         self.store.put_record(dedup_key, &dedup);
+        self.appended(client, send.request, &conv, &event)
+    }
+
+    /// The end of every client append (a message, an edit, a delete, a membership change):
+    /// store the conversation's new head, acknowledge with the event's seq, and fan it out.
+    /// The ack leaves only once this input's batch is durable.
+    pub(super) fn appended(
+        &mut self,
+        client: &Client,
+        request: u64,
+        conv: &Conversation,
+        event: &Event,
+    ) -> Result<(), Reject> {
         self.store
             .put_record(keys::conversation(&conv.id), &conv.meta);
         let ack = SendAck {
-            request: send.request,
+            request,
             seq: event.seq,
             timestamp: event.timestamp,
             duplicate: false,
         };
         self.answer(client, ack.into());
-        self.fan_out(&conv, &event)
+        self.fan_out(conv, event)
     }
 
     /// The checks of docs/ARCHITECTURE.md, Send path, step 1 (membership is already checked).

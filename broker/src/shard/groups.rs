@@ -1,7 +1,7 @@
 //! Groups: creation at the creator's home broker, membership changes as log events, roles.
 
 use bytes::Bytes;
-use natter_codec::frame::{GroupCreate, GroupGet, GroupInfo, GroupUpdate, SendAck};
+use natter_codec::frame::{GroupCreate, GroupGet, GroupInfo, GroupUpdate};
 use natter_codec::ids::{self, ConversationId, GROUP_PREFIX};
 use natter_codec::types::{
     ConversationKind, Event, EventFlags, EventKind, GroupOp, Member, MemberChange, Role,
@@ -264,16 +264,7 @@ impl Shard {
         };
         self.store
             .put_record(member_key, &MemberRecord { role, joined, left });
-        self.store
-            .put_record(keys::conversation(&conv.id), &conv.meta);
-        let ack = SendAck {
-            request: update.request,
-            seq: event.seq,
-            timestamp: event.timestamp,
-            duplicate: false,
-        };
-        self.answer(client, ack.into());
-        self.fan_out(&conv, &event)
+        self.appended(client, update.request, &conv, &event)
     }
 
     /// GROUP_GET: title and members, for members.
