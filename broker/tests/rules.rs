@@ -592,6 +592,21 @@ fn large_groups_fan_out_on_read() {
         [],
         "fan-out on read: nothing in the inbox"
     );
+    // The conversation list still shows the group with its newest seq and the unread message.
+    let list = Conversations {
+        request: 7,
+        cursor: Bytes::new(),
+        limit: 10,
+    };
+    let summary = match c.call(late, list).pop() {
+        Some(Frame::ConversationList(list)) => list
+            .conversations
+            .into_iter()
+            .find(|s| *s.conversation == *group)
+            .expect("the group is listed"),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((summary.last_seq, summary.unread), (5, 1));
 }
 
 #[test]

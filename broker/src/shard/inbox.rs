@@ -61,6 +61,9 @@ impl Shard {
                 continue;
             }
             if !fanout.inbox {
+                // Fan-out on read stores no inbox entry, but CONVERSATIONS must still show the
+                // group's newest seq and unread count, as for any other conversation.
+                self.summarize(&user, &conversation, &event)?;
                 self.deliver_live(&user, 0, &conversation, &event);
                 continue;
             }
