@@ -4,9 +4,13 @@
 #
 #   clients/web/scripts/test.sh [path/to/natter]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-natter="${1:-}"
+# Resolve the binary before changing directory: a relative path would point elsewhere after.
+natter=""
+if [[ -n "${1:-}" ]]; then
+  natter="$(realpath -e "$1")" || { echo "test.sh: no natter binary at $1" >&2; exit 1; }
+fi
+cd "$(dirname "$0")/.."
 
 npm ci --no-audit --no-fund --loglevel=error
 npx prettier --check . --log-level=warn
@@ -22,5 +26,5 @@ if [[ -n "$natter" ]]; then
   # Node 20 has WebSocket behind a flag; later versions have it on by default.
   flags=()
   node -e 'typeof WebSocket === "function" || process.exit(1)' || flags=(--experimental-websocket)
-  NATTER_BIN="$(realpath "$natter")" node "${flags[@]}" --test build/e2e/
+  NATTER_BIN="$natter" node "${flags[@]}" --test build/e2e/
 fi
