@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use natter_client::{Client, Config, Direction, Event, OutgoingMessage, Request};
+use natter_client::{Client, Config, Direction, Event, Events, OutgoingMessage, Request};
 use natter_codec::Frame;
 use natter_codec::frame::Resume;
 use natter_codec::types::Features;
@@ -52,7 +52,8 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-async fn client(server: &Server, user: &str) -> Client {
+/// Connects `user` with a short reconnect backoff, so each restart is found quickly.
+async fn connect(server: &Server, user: &str) -> (Client, Events) {
     let mut config = Config::new(
         &format!("tcp://{}", server.tcp),
         support::token(user, "crash"),
@@ -60,20 +61,12 @@ async fn client(server: &Server, user: &str) -> Client {
     .expect("config");
     config.backoff_initial = Duration::from_millis(20);
     config.backoff_max = Duration::from_millis(300);
-    let (client, _events) = Client::connect(config).await.expect("connect");
-    client
+    Client::connect(config).await.expect("connect")
 }
 
 /// A receiver: collects the seqs of the messages its device is handed, in order.
 async fn receiver(server: &Server, user: &str) -> (Client, Arc<Mutex<Vec<u64>>>, JoinHandle<()>) {
-    let mut config = Config::new(
-        &format!("tcp://{}", server.tcp),
-        support::token(user, "crash"),
-    )
-    .expect("config");
-    config.backoff_initial = Duration::from_millis(20);
-    config.backoff_max = Duration::from_millis(300);
-    let (client, mut events) = Client::connect(config).await.expect("connect");
+    let (client, mut events) = connect(server, user).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let collect = Arc::clone(&seen);
     let task = tokio::spawn(async move {
@@ -131,7 +124,7 @@ async fn crash_rounds(backend: &str) {
         let conversation = natter_codec::ids::direct_conversation(&from, &to);
         let (rx_client, seen, rx_task) = receiver(&server, &to).await;
         let sending = tokio::spawn(sender(
-            client(&server, &from).await,
+            connect(&server, &from).await.0,
             conversation.clone(),
             Arc::clone(&stop),
         ));
