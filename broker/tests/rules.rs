@@ -53,6 +53,27 @@ fn online(c: &mut Cluster, user: &str, device: &str) -> u64 {
     session
 }
 
+/// A HISTORY page for `session`: its seqs and whether more lie beyond it.
+fn history_page(
+    c: &mut Cluster,
+    session: u64,
+    conversation: &str,
+    anchor: u64,
+    direction: Direction,
+) -> (Vec<u64>, bool) {
+    let history = History {
+        request: 9,
+        conversation: conversation.into(),
+        anchor,
+        direction,
+        limit: 100,
+    };
+    match c.call(session, history).pop() {
+        Some(Frame::HistoryPage(p)) => (p.events.iter().map(|e| e.seq).collect(), p.more),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn error_code(frames: &[Frame]) -> Option<ErrorCode> {
     frames.iter().find_map(|f| match f {
         Frame::Error(e) => Some(e.code),
@@ -300,25 +321,11 @@ fn history_pages_both_ways_for_members_only() {
     for i in 1..=5 {
         c.call(alice, send(i, &conv, i, "m"));
     }
-    let page = |c: &mut Cluster, anchor, direction| {
-        let history = History {
-            request: 9,
-            conversation: conv.as_str().into(),
-            anchor,
-            direction,
-            limit: 100,
-        };
-        match c.call(alice, history).pop() {
-            Some(Frame::HistoryPage(p)) => {
-                (p.events.iter().map(|e| e.seq).collect::<Vec<_>>(), p.more)
-            }
-            other => panic!("{other:?}"),
-        }
-    };
-    assert_eq!(page(&mut c, 0, Direction::BACKWARD), (vec![3, 4, 5], true));
-    assert_eq!(page(&mut c, 3, Direction::BACKWARD), (vec![1, 2], false));
-    assert_eq!(page(&mut c, 0, Direction::FORWARD), (vec![1, 2, 3], true));
-    assert_eq!(page(&mut c, 3, Direction::FORWARD), (vec![4, 5], false));
+    let mut page = |anchor, direction| history_page(&mut c, alice, &conv, anchor, direction);
+    assert_eq!(page(0, Direction::BACKWARD), (vec![3, 4, 5], true));
+    assert_eq!(page(3, Direction::BACKWARD), (vec![1, 2], false));
+    assert_eq!(page(0, Direction::FORWARD), (vec![1, 2, 3], true));
+    assert_eq!(page(3, Direction::FORWARD), (vec![4, 5], false));
     let foreign = History {
         request: 1,
         conversation: conv.as_str().into(),
@@ -342,21 +349,7 @@ fn history_pages_stop_at_their_byte_budget_but_hold_at_least_one_event() {
         c.call(alice, send(i, &conv, i, body));
     }
     c.call(alice, send(6, &conv, 6, "y".repeat(1_500).leak()));
-    let mut page = |anchor, direction| {
-        let history = History {
-            request: 9,
-            conversation: conv.as_str().into(),
-            anchor,
-            direction,
-            limit: 100,
-        };
-        match c.call(alice, history).pop() {
-            Some(Frame::HistoryPage(p)) => {
-                (p.events.iter().map(|e| e.seq).collect::<Vec<_>>(), p.more)
-            }
-            other => panic!("{other:?}"),
-        }
-    };
+    let mut page = |anchor, direction| history_page(&mut c, alice, &conv, anchor, direction);
     // The newest event alone is over budget: it still comes, alone.
     assert_eq!(page(0, Direction::BACKWARD), (vec![6], true));
     assert_eq!(page(6, Direction::BACKWARD), (vec![4, 5], true));
