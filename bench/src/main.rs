@@ -140,6 +140,32 @@ fn tick_period(load: Load) -> Duration {
     Duration::from_secs_f64(f64::from(load.pairs.max(1)) / f64::from(load.rate.max(1)))
 }
 
+/// Waits for every sender and receiver of a latency run, then reports what they saw.
+async fn finish_latency(
+    peer: &str,
+    load: Load,
+    mut tasks: JoinSet<Result<(), Error>>,
+    tally: Arc<Mutex<Tally>>,
+) -> Result<serde_json::Value, Error> {
+    eprintln!(
+        "{peer}: {} pairs up, sending {} msg/s for {} s",
+        load.pairs, load.rate, load.seconds
+    );
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    let tally = Arc::try_unwrap(tally)
+        .map_err(|_| "tally still shared")?
+        .into_inner();
+    Ok(latency_report(peer, load, tally))
+}
+
+/// When a loop of a latency run stops: two seconds after sending stops, for the last
+/// answers and deliveries to arrive.
+fn drain_deadline(until: Instant) -> tokio::time::Sleep {
+    tokio::time::sleep_until((until + Duration::from_secs(2)).into())
+}
+
 fn latency_report(peer: &str, load: Load, tally: Tally) -> serde_json::Value {
     serde_json::json!({
         "scenario": "latency",
@@ -200,17 +226,7 @@ async fn natter_latency(addr: &str, http: &str, load: Load) -> Result<serde_json
             Arc::clone(&tally),
         ));
     }
-    eprintln!(
-        "natter: {} pairs up, sending {} msg/s for {} s",
-        load.pairs, load.rate, load.seconds
-    );
-    while let Some(result) = tasks.join_next().await {
-        result??;
-    }
-    let tally = Arc::try_unwrap(tally)
-        .map_err(|_| "tally still shared")?
-        .into_inner();
-    Ok(latency_report("natter", load, tally))
+    finish_latency("natter", load, tasks, tally).await
 }
 
 /// Reads deliveries until two seconds after sending stops, acking as it goes.
@@ -222,7 +238,7 @@ async fn natter_receive(
 ) -> Result<(), Error> {
     let mut seen = Samples::default();
     let mut heartbeat = tokio::time::interval(Duration::from_millis(conn.heartbeat_ms.max(2) / 2));
-    let deadline = tokio::time::sleep_until((until + Duration::from_secs(2)).into());
+    let deadline = drain_deadline(until);
     tokio::pin!(deadline);
     let mut last_inbox = 0;
     loop {
@@ -292,7 +308,7 @@ async fn natter_send(
         let mut acks = Samples::default();
         let mut errors = std::collections::BTreeMap::<String, u64>::new();
         let mut own_inbox = 0;
-        let deadline = tokio::time::sleep_until((until + Duration::from_secs(2)).into());
+        let deadline = drain_deadline(until);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
@@ -343,17 +359,7 @@ async fn mqtt_latency(addr: &str, load: Load) -> Result<serde_json::Value, Error
         tasks.spawn(mqtt_receive(rx, start, until, Arc::clone(&tally)));
         tasks.spawn(mqtt_send(tx, topic, load, start, until, Arc::clone(&tally)));
     }
-    eprintln!(
-        "mqtt: {} pairs up, sending {} msg/s for {} s",
-        load.pairs, load.rate, load.seconds
-    );
-    while let Some(result) = tasks.join_next().await {
-        result??;
-    }
-    let tally = Arc::try_unwrap(tally)
-        .map_err(|_| "tally still shared")?
-        .into_inner();
-    Ok(latency_report("mqtt", load, tally))
+    finish_latency("mqtt", load, tasks, tally).await
 }
 
 async fn mqtt_receive(
@@ -363,7 +369,7 @@ async fn mqtt_receive(
     tally: Arc<Mutex<Tally>>,
 ) -> Result<(), Error> {
     let mut seen = Samples::default();
-    let deadline = tokio::time::sleep_until((until + Duration::from_secs(2)).into());
+    let deadline = drain_deadline(until);
     tokio::pin!(deadline);
     let mut keepalive = tokio::time::interval(Duration::from_secs(20));
     loop {
@@ -421,7 +427,7 @@ async fn mqtt_send(
     };
     let ack_loop = async {
         let mut acks = Samples::default();
-        let deadline = tokio::time::sleep_until((until + Duration::from_secs(2)).into());
+        let deadline = drain_deadline(until);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
