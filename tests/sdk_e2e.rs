@@ -7,9 +7,8 @@
     reason = "a test: a failed step should panic"
 )]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,116 +16,20 @@ use natter_client::{
     ChatEvent, Client, Config, CursorStore, Direction, Event, Events, MemoryCursorStore,
     OutgoingMessage, Request,
 };
+use support::{PATIENCE, Server, token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use tokio::time::timeout;
 
-const SECRET: &str = "sdk-test-secret";
-/// Guards against a hang; no test relies on how fast anything is.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A `natter serve` child process with its data directory.
-struct Server {
-    child: Child,
-    data_dir: PathBuf,
-    tcp: String,
-    http: String,
-    runs: u32,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Self {
-        Self::start_with(dir, "")
-    }
-
-    /// Starts with a configuration file holding `config` (TOML).
-    fn start_with(dir: &Path, config: &str) -> Self {
-        let data_dir = dir.join("data");
-        std::fs::write(dir.join("natter.toml"), config).unwrap();
-        let (child, tcp, http) = spawn(&data_dir, "127.0.0.1:0", "127.0.0.1:0", 0);
-        Self {
-            child,
-            data_dir,
-            tcp,
-            http,
-            runs: 1,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("tcp://{}", self.tcp)
-    }
-
-    /// Stops with SIGTERM (a drain: GOAWAY to clients) and starts again on the same ports.
-    fn restart(&mut self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "natter serve exited with {exit} on SIGTERM");
-        let (child, tcp, _) = spawn(&self.data_dir, &self.tcp, &self.http, self.runs);
-        assert_eq!(tcp, self.tcp);
-        self.child = child;
-        self.runs += 1;
-    }
-
-    async fn client(
-        &self,
-        user: &str,
-        device: &str,
-        store: &MemoryCursorStore,
-    ) -> (Client, Events) {
-        connect(&self.url(), &token(user, device), store).await
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `natter serve` and waits for its ready line: `(child, tcp, http)`.
-fn spawn(data_dir: &Path, tcp: &str, http: &str, run: u32) -> (Child, String, String) {
-    let log = std::fs::File::create(data_dir.with_extension(format!("log.{run}"))).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
-        .args(["serve", "--print-ready", "--config"])
-        .arg(data_dir.with_file_name("natter.toml"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--tcp", tcp, "--http", http, "--token-secret", SECRET])
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(PATIENCE)
-        .expect("natter serve printed no ready line");
-    let ready: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("ready line {line:?} is not JSON: {e}"));
-    assert_eq!(ready["event"], "ready");
-    let address = |key: &str| ready[key].as_str().unwrap().to_owned();
-    (child, address("tcp"), address("http"))
-}
-
-fn token(user: &str, device: &str) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_natter"))
-        .args([
-            "token", "--secret", SECRET, "--user", user, "--device", device,
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "natter token failed: {output:?}");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+/// Connects `user` on `device` to `server`, resuming from `store`.
+async fn client(
+    server: &Server,
+    user: &str,
+    device: &str,
+    store: &MemoryCursorStore,
+) -> (Client, Events) {
+    connect(&server.url(), &token(user, device), store).await
 }
 
 async fn connect(url: &str, token: &str, store: &MemoryCursorStore) -> (Client, Events) {
@@ -179,13 +82,11 @@ fn numbered(prefix: &str, range: std::ops::RangeInclusive<u32>) -> Vec<String> {
 #[tokio::test]
 async fn two_users_chat() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let (alice, mut alice_events) = server
-        .client("alice", "laptop", &MemoryCursorStore::default())
-        .await;
-    let (bob, mut bob_events) = server
-        .client("bob", "phone", &MemoryCursorStore::default())
-        .await;
+    let server = Server::start(dir.path(), &[]);
+    let (alice, mut alice_events) =
+        client(&server, "alice", "laptop", &MemoryCursorStore::default()).await;
+    let (bob, mut bob_events) =
+        client(&server, "bob", "phone", &MemoryCursorStore::default()).await;
     let chat = alice.direct_conversation("bob");
     assert_eq!(chat, bob.direct_conversation("alice"));
 
@@ -279,7 +180,7 @@ async fn relay(client: TcpStream, server: TcpStream, budget: Option<usize>) {
 #[tokio::test]
 async fn sends_cut_mid_flight_are_acknowledged_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     // HELLO (with a token of ~100 bytes) and RESUME go through; the cut falls inside the
     // pipelined sends, possibly mid-frame.
     let proxy = CuttingProxy::start(server.tcp.clone(), 1200).await;
@@ -312,9 +213,7 @@ async fn sends_cut_mid_flight_are_acknowledged_exactly_once() {
 
     assert!(proxy.connections() >= 2, "the cut forced a reconnect");
 
-    let (bob, bob_events) = server
-        .client("bob", "phone", &MemoryCursorStore::default())
-        .await;
+    let (bob, bob_events) = client(&server, "bob", "phone", &MemoryCursorStore::default()).await;
     ignore(bob_events);
     let page = bob
         .history(&chat, 0, Direction::FORWARD, 200)
@@ -333,13 +232,12 @@ async fn sends_cut_mid_flight_are_acknowledged_exactly_once() {
 #[tokio::test]
 async fn clients_resume_across_server_restarts_and_miss_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path());
+    let mut server = Server::start(dir.path(), &[]);
     let bob_store = MemoryCursorStore::default();
-    let (alice, alice_events) = server
-        .client("alice", "laptop", &MemoryCursorStore::default())
-        .await;
+    let (alice, alice_events) =
+        client(&server, "alice", "laptop", &MemoryCursorStore::default()).await;
     ignore(alice_events);
-    let (bob, mut bob_events) = server.client("bob", "phone", &bob_store).await;
+    let (bob, mut bob_events) = client(&server, "bob", "phone", &bob_store).await;
     let chat = alice.direct_conversation("bob");
 
     alice.send_text(&chat, "m1").await.unwrap();
@@ -350,7 +248,7 @@ async fn clients_resume_across_server_restarts_and_miss_nothing() {
     for text in numbered("m", 2..=5) {
         alice.send_text(&chat, &text).await.unwrap();
     }
-    server.restart();
+    server.drain_and_restart();
     // Alice's client reconnects by itself; her sends wait for it.
     for text in numbered("m", 6..=8) {
         timeout(PATIENCE, alice.send_text(&chat, &text))
@@ -360,14 +258,14 @@ async fn clients_resume_across_server_restarts_and_miss_nothing() {
     }
 
     // Bob comes back with his saved cursor and gets exactly what he missed, in order.
-    let (bob, mut bob_events) = server.client("bob", "phone", &bob_store).await;
+    let (bob, mut bob_events) = client(&server, "bob", "phone", &bob_store).await;
     assert_eq!(
         texts(&chat_events(&mut bob_events, &chat, 7).await),
         numbered("m", 2..=8)
     );
 
     // A restart while bob is connected: his client resumes without help.
-    server.restart();
+    server.drain_and_restart();
     for text in numbered("m", 9..=10) {
         timeout(PATIENCE, alice.send_text(&chat, &text))
             .await
@@ -384,13 +282,12 @@ async fn clients_resume_across_server_restarts_and_miss_nothing() {
 #[tokio::test]
 async fn a_hole_in_the_inbox_is_repaired_from_history() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
     let bob_store = MemoryCursorStore::default();
-    let (alice, alice_events) = server
-        .client("alice", "laptop", &MemoryCursorStore::default())
-        .await;
+    let (alice, alice_events) =
+        client(&server, "alice", "laptop", &MemoryCursorStore::default()).await;
     ignore(alice_events);
-    let (bob, mut bob_events) = server.client("bob", "phone", &bob_store).await;
+    let (bob, mut bob_events) = client(&server, "bob", "phone", &bob_store).await;
     let chat = alice.direct_conversation("bob");
     for text in ["m1", "m2"] {
         alice.send_text(&chat, text).await.unwrap();
@@ -411,7 +308,7 @@ async fn a_hole_in_the_inbox_is_repaired_from_history() {
     cursor.inbox = Some(inbox + 7);
     bob_store.save(&cursor);
 
-    let (_bob, mut bob_events) = server.client("bob", "phone", &bob_store).await;
+    let (_bob, mut bob_events) = client(&server, "bob", "phone", &bob_store).await;
     let mut gap = None;
     let mut repaired = None;
     let mut got = Vec::new();
@@ -508,11 +405,13 @@ async fn a_reader_too_slow_for_the_server_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = "[edge.limits]\noutbound_budget = 262144\nrequests_per_sec = 100000.0\n\
                   request_burst = 100000.0\n";
-    let server = Server::start_with(dir.path(), config);
+    let config_file = dir.path().join("natter.toml");
+    std::fs::write(&config_file, config).unwrap();
+    let config_file = config_file.to_str().unwrap();
+    let server = Server::start(dir.path(), &["--config", config_file]);
     let proxy = PausingProxy::start(server.tcp.clone()).await;
-    let (alice, alice_events) = server
-        .client("alice", "laptop", &MemoryCursorStore::default())
-        .await;
+    let (alice, alice_events) =
+        client(&server, "alice", "laptop", &MemoryCursorStore::default()).await;
     ignore(alice_events);
     let store = MemoryCursorStore::default();
     let (_bob, mut bob_events) = connect(

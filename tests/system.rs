@@ -270,11 +270,7 @@ async fn sigterm_drains_with_goaway_and_loses_nothing() {
         .send_text(&chat, "before the drain")
         .await
         .expect("send");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &server.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    server.terminate();
     wait_for(&mut events, "GOAWAY", |e| {
         matches!(e, Event::Connection(ConnectionState::GoingAway { .. })).then_some(())
     })

@@ -11,7 +11,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -35,6 +35,8 @@ pub struct Server {
     /// The TLS address, when the server was started with `--tls`.
     pub tls: Option<String>,
     extra: Vec<String>,
+    /// Starts so far; each run logs to its own file beside the data directory.
+    runs: u32,
 }
 
 impl Server {
@@ -42,7 +44,7 @@ impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
         let data_dir = dir.join("data");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, ready) = spawn(&data_dir, "127.0.0.1:0", "127.0.0.1:0", &extra);
+        let (child, ready) = spawn(&data_dir, "127.0.0.1:0", "127.0.0.1:0", &extra, 0);
         let address = |key: &str| ready[key].as_str().map(str::to_string);
         Self {
             child,
@@ -51,6 +53,7 @@ impl Server {
             http: address("http").expect("an HTTP address"),
             tls: address("tls"),
             extra,
+            runs: 1,
         }
     }
 
@@ -65,6 +68,28 @@ impl Server {
         self.child.wait().expect("reap natter");
     }
 
+    /// The native TCP address as a client URL.
+    pub fn url(&self) -> String {
+        format!("tcp://{}", self.tcp)
+    }
+
+    /// Sends SIGTERM: the server drains (GOAWAY to clients) and exits.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Drains the server with SIGTERM, checks it exited cleanly, and starts it again on the
+    /// same ports and data directory.
+    pub fn drain_and_restart(&mut self) {
+        self.terminate();
+        self.wait_exit_success();
+        self.restart();
+    }
+
     /// Waits for the server to exit on its own and checks it exited with success.
     pub fn wait_exit_success(&mut self) {
         let status = self.child.wait().expect("wait for natter");
@@ -73,9 +98,16 @@ impl Server {
 
     /// Starts the server again on the same ports and data directory.
     pub fn restart(&mut self) {
-        let (child, ready) = spawn(&self.data_dir, &self.tcp, &self.http, &self.extra);
+        let (child, ready) = spawn(
+            &self.data_dir,
+            &self.tcp,
+            &self.http,
+            &self.extra,
+            self.runs,
+        );
         assert_eq!(ready["tcp"].as_str(), Some(self.tcp.as_str()));
         self.child = child;
+        self.runs += 1;
     }
 }
 
@@ -105,8 +137,17 @@ pub fn token(user: &str, device: &str) -> String {
         .to_string()
 }
 
-/// Starts `natter serve` and waits for its ready line, which it returns.
-fn spawn(data_dir: &Path, tcp: &str, http: &str, extra: &[String]) -> (Child, serde_json::Value) {
+/// Starts `natter serve` and waits for its ready line, which it returns. The server's log goes
+/// to `data.log.<run>` beside the data directory: a pipe nobody reads could fill and block it.
+fn spawn(
+    data_dir: &Path,
+    tcp: &str,
+    http: &str,
+    extra: &[String],
+    run: u32,
+) -> (Child, serde_json::Value) {
+    let log_path = data_dir.with_extension(format!("log.{run}"));
+    let log = std::fs::File::create(&log_path).expect("create the server log");
     let mut child = Command::new(natter())
         .args([
             "serve",
@@ -123,26 +164,26 @@ fn spawn(data_dir: &Path, tcp: &str, http: &str, extra: &[String]) -> (Child, se
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .expect("start natter serve");
-    let mut line = String::new();
+    // Read the ready line on a thread, so a server that hangs before it fails the test
+    // instead of hanging it.
     let stdout = child.stdout.take().expect("stdout is piped");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the ready line");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(PATIENCE).unwrap_or_default();
     if line.is_empty() {
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .map(|mut e| e.read_to_string(&mut stderr));
-        panic!("natter serve exited before it was ready:\n{stderr}");
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        panic!("natter serve printed no ready line; its log:\n{log}");
     }
-    (
-        child,
-        serde_json::from_str(&line).expect("the ready line is JSON"),
-    )
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("the ready line is JSON");
+    assert_eq!(ready["event"], "ready");
+    (child, ready)
 }
 
 /// How long cluster tests wait for a step before failing.
