@@ -383,10 +383,11 @@ fn token(args: TokenArgs) -> Result<(), String> {
         None if !config.edge.token_keys.is_empty() => config.edge.token_keys,
         None => vec![secret::load(&config.data_dir)?],
     };
-    let valid = natter_codec::ids::is_valid_user_id(&args.user)
-        && natter_codec::ids::is_valid_device_id(&args.device);
-    if !valid {
-        return Err("user and device ids are 1 to 64 bytes, without spaces or '/'".into());
+    if let Some(problem) = natter_codec::ids::user_id_problem(&args.user) {
+        return Err(format!("{:?} is not a valid user id: {problem}", args.user));
+    }
+    if !natter_codec::ids::is_valid_device_id(&args.device) {
+        return Err("a device id is 1 to 64 bytes, without white space or '/'".into());
     }
     let keys = TokenKeys::new(keys).ok_or("no token key")?;
     let now_ms = std::time::SystemTime::now()

@@ -532,6 +532,9 @@ frames! {
         ttl_ms: u64,
         /// The users.
         users: Vec<Text>,
+        /// The conversation that makes them visible, so that the interest ends with the
+        /// membership (`[NWP-7.9-5]`); empty for an edge's own lookup (`[NWP-9.6-3]`).
+        conversation: Text,
     }
     /// Asks a conversation's owner for events by seq.
     0x68 FETCH Fetch (Link) {

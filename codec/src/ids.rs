@@ -12,19 +12,37 @@ pub const DIRECT_PREFIX: &str = "d/";
 /// The prefix of a group conversation id.
 pub const GROUP_PREFIX: &str = "g/";
 
-/// Whether `id` is a valid user or device id (`[NWP-2.3-1]`): 1 to 64 bytes, no control
-/// characters, no white space and no `/`, so that ids can be joined into conversation ids and
-/// printed in logs unambiguously.
+/// Whether `id` is a valid user id (`[NWP-2.3-1]`, `[NWP-2.3-5]`): a valid device id with no
+/// ASCII uppercase letter, so that `BOB` and `bob` can never be two people.
 pub fn is_valid_user_id(id: &str) -> bool {
-    (1..=MAX_USER_ID_LEN).contains(&id.len())
+    is_valid_device_id(id) && !id.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// Whether `id` is a valid device id (`[NWP-2.3-1]`): 1 to 64 bytes, no control characters,
+/// no white space and no `/`, so that ids can be joined into conversation ids and printed in
+/// logs unambiguously.
+pub fn is_valid_device_id(id: &str) -> bool {
+    (1..=MAX_DEVICE_ID_LEN).contains(&id.len())
         && !id
             .chars()
             .any(|c| c.is_control() || c.is_whitespace() || c == '/')
 }
 
-/// Whether `id` is a valid device id; the rules are those of user ids.
-pub fn is_valid_device_id(id: &str) -> bool {
-    is_valid_user_id(id)
+/// Why `id` is not a valid user id, for people: names the rule it breaks.
+pub fn user_id_problem(id: &str) -> Option<&'static str> {
+    if id.is_empty() || id.len() > MAX_USER_ID_LEN {
+        Some("a user id is 1 to 64 bytes (NWP-2.3-1)")
+    } else if id.chars().any(char::is_whitespace) {
+        Some("a user id contains no white space (NWP-2.3-1)")
+    } else if id.chars().any(char::is_control) {
+        Some("a user id contains no control characters (NWP-2.3-1)")
+    } else if id.contains('/') {
+        Some("a user id contains no '/' (NWP-2.3-1)")
+    } else if id.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some("user ids are lower case (NWP-2.3-5)")
+    } else {
+        None
+    }
 }
 
 /// The id of the direct conversation between `a` and `b`: `d/<lower>/<higher>`, the two user
@@ -111,5 +129,30 @@ mod tests {
             assert_eq!(ConversationId::parse(conv), None, "{conv:?}");
         }
         assert!(is_valid_user_id("ünïcode@example.com"));
+    }
+
+    #[test]
+    fn user_ids_are_lower_case_but_device_ids_need_not_be() {
+        assert!(!is_valid_user_id("Bob"));
+        assert_eq!(ConversationId::parse("d/BOB/alice"), None);
+        assert!(is_valid_device_id("Pixel-7"));
+        assert_eq!(
+            user_id_problem("BOB"),
+            Some("user ids are lower case (NWP-2.3-5)")
+        );
+        assert_eq!(
+            user_id_problem("Bob Smith"),
+            Some("a user id contains no white space (NWP-2.3-1)")
+        );
+        assert_eq!(user_id_problem("bob"), None);
+    }
+
+    #[test]
+    fn a_conversation_with_oneself_is_valid() {
+        // [NWP-2.3-6]: the user's own notes.
+        assert_eq!(
+            ConversationId::parse("d/alice/alice"),
+            Some(ConversationId::Direct("alice", "alice"))
+        );
     }
 }

@@ -286,6 +286,9 @@ flags! {
         DELETED = 0x01,
         /// A later EDIT event names this event.
         EDITED = 0x02,
+        /// The body and content type were left out: the event alone does not fit the
+        /// receiver's maximum frame size (`[NWP-4.1-4]`).
+        OMITTED = 0x04,
     }
 }
 
