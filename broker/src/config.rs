@@ -93,8 +93,6 @@ pub struct Limits {
     pub fanout_threshold: usize,
     /// Longest presence interest, in milliseconds.
     pub interest_ttl_ms: u64,
-    /// Most interests one user's presence may have at once.
-    pub interests_per_user: usize,
     /// Most sessions one user may hold at this broker.
     pub sessions_per_user: usize,
     /// Inbox entries every device has acked are kept this long, in milliseconds.
@@ -120,7 +118,6 @@ impl Default for Limits {
             group_members: 5_000,
             fanout_threshold: 500,
             interest_ttl_ms: 5 * 60 * 1000,
-            interests_per_user: 1024,
             sessions_per_user: 64,
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             replay_page: 256,

@@ -103,6 +103,11 @@ pub(crate) fn dedup(conv: &str, user: &str, device: &str, client_msg_id: u64) ->
         .0
 }
 
+/// Every dedup record of one user in a conversation: non-empty once the user has sent.
+pub(crate) fn dedups_of(conv: &str, user: &str) -> Range {
+    prefix_range(Key::new(Table::Dedup).text(conv).text(user))
+}
+
 /// A group member.
 pub(crate) fn member(conv: &str, user: &str) -> Vec<u8> {
     Key::new(Table::Member).text(conv).text(user).0

@@ -13,6 +13,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use natter_codec::{Frame, FrameCodec};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -136,7 +138,7 @@ impl Broker {
         };
         let (lent, returned) = Lent::new(Arc::clone(&storage));
         let committer = GroupCommitter::start(Arc::new(lent), CommitterConfig::default())?;
-        let shard = Shard::new(&config, storage, now_ms(), rand::random())?;
+        let shard = Shard::new(&config, storage, now_ms(), StdRng::from_os_rng())?;
         let (inputs, queue) = mpsc::channel(INPUT_QUEUE);
         let (shutdown, stopping) = watch::channel(false);
         let inner = Arc::new(Inner {

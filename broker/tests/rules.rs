@@ -167,8 +167,10 @@ fn bad_sends_get_their_error_code_and_change_nothing() {
     let conv = ids::direct_conversation("alice", "bob");
     let cases: Vec<(Send, ErrorCode)> = vec![
         (send(1, "x/nope", 1, "a"), ErrorCode::INVALID_REQUEST),
-        (send(2, "d/bob/carol", 1, "a"), ErrorCode::FORBIDDEN),
+        // [NWP-8.2-1]: not a member and no such conversation look alike.
+        (send(2, "d/bob/carol", 1, "a"), ErrorCode::NOT_FOUND),
         (send(3, "g/nosuchgroup", 1, "a"), ErrorCode::NOT_FOUND),
+        (send(3, "d/alice/Bob", 1, "a"), ErrorCode::INVALID_REQUEST),
         (
             send(4, &conv, 1, "much too long"),
             ErrorCode::PAYLOAD_TOO_LARGE,
@@ -186,6 +188,23 @@ fn bad_sends_get_their_error_code_and_change_nothing() {
             Send {
                 kind: EventKind::MEMBER_ADDED,
                 ..send(7, &conv, 3, "a")
+            },
+            ErrorCode::INVALID_REQUEST,
+        ),
+        // [NWP-6.2.1-2]: an EDIT or DELETE names a target.
+        (
+            Send {
+                kind: EventKind::DELETE,
+                target: 0,
+                ..send(8, &conv, 4, "")
+            },
+            ErrorCode::INVALID_REQUEST,
+        ),
+        // [NWP-2.2-7]
+        (
+            Send {
+                content_type: "text/plain\0".into(),
+                ..send(9, &conv, 5, "a")
             },
             ErrorCode::INVALID_REQUEST,
         ),
@@ -335,7 +354,7 @@ fn history_pages_both_ways_for_members_only() {
     };
     assert_eq!(
         error_code(&c.call(carol, foreign)),
-        Some(ErrorCode::FORBIDDEN)
+        Some(ErrorCode::NOT_FOUND)
     );
 }
 
@@ -509,7 +528,8 @@ fn groups_follow_role_rules_and_fan_out_membership_events() {
     );
     assert_eq!(
         error_code(&c.call(newcomer, send(8, &group, 1, "x"))),
-        Some(ErrorCode::FORBIDDEN)
+        Some(ErrorCode::NOT_FOUND),
+        "a removed member is told what anyone outside is told (NWP-8.2-1)"
     );
     let frames = c.call(
         owner,
@@ -629,33 +649,42 @@ fn pruned_inboxes_answer_with_a_gap() {
     );
 }
 
+fn subscribe(request: u64, conversation: &str, ttl_ms: u64) -> PresenceSubscribe {
+    PresenceSubscribe {
+        request,
+        conversation: conversation.into(),
+        ttl_ms,
+    }
+}
+
+fn statuses(frames: &[Frame]) -> Vec<(String, Status)> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Presence(p) => Some((p.user.to_string(), p.status)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn presence_is_visible_to_members_and_follows_transitions() {
     let mut c = Cluster::new(3, |_| {});
     let alice = online(&mut c, "alice", "phone");
     let conv = ids::direct_conversation("alice", "bob");
-    let subscribe = PresenceSubscribe {
-        request: 1,
-        conversation: conv.as_str().into(),
-        ttl_ms: 60_000,
-    };
-    let frames = c.call(alice, subscribe);
-    let statuses = |frames: &[Frame]| {
-        frames
-            .iter()
-            .filter_map(|f| match f {
-                Frame::Presence(p) => Some((p.user.to_string(), p.status)),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(statuses(&frames), [("bob".to_string(), Status::OFFLINE)]);
+    // [NWP-7.9-4]: bob has not written to alice yet, so his presence is not hers to see.
+    let frames = c.call(alice, subscribe(1, &conv, 60_000));
+    assert_eq!(statuses(&frames), [("bob".to_string(), Status::UNKNOWN)]);
     assert!(frames.iter().any(|f| matches!(f, Frame::Done(_))));
     let bob = online(&mut c, "bob", "phone");
-    assert_eq!(
-        statuses(&c.take(alice)),
-        [("bob".to_string(), Status::ONLINE)]
+    assert!(
+        statuses(&c.take(alice)).is_empty(),
+        "nothing about bob leaks"
     );
+    c.call(bob, send(1, &conv, 1, "hi alice"));
+    c.take(alice);
+    let frames = c.call(alice, subscribe(2, &conv, 60_000));
+    assert_eq!(statuses(&frames), [("bob".to_string(), Status::ONLINE)]);
     c.disconnect(bob);
     c.settle();
     assert_eq!(
@@ -663,12 +692,70 @@ fn presence_is_visible_to_members_and_follows_transitions() {
         [("bob".to_string(), Status::OFFLINE)]
     );
     let carol = online(&mut c, "carol", "phone");
-    let spy = PresenceSubscribe {
-        request: 2,
-        conversation: conv.as_str().into(),
-        ttl_ms: 60_000,
+    let spy = subscribe(3, &conv, 60_000);
+    assert_eq!(error_code(&c.call(carol, spy)), Some(ErrorCode::NOT_FOUND));
+}
+
+#[test]
+fn a_user_who_never_wrote_looks_like_one_who_does_not_exist() {
+    let mut c = Cluster::new(3, |_| {});
+    let mallory = online(&mut c, "mallory", "phone");
+    let _alice = online(&mut c, "alice", "phone");
+    let real = c.call(mallory, subscribe(1, "d/alice/mallory", 60_000));
+    let ghost = c.call(mallory, subscribe(2, "d/mallory/nobody", 60_000));
+    assert_eq!(statuses(&real), [("alice".to_string(), Status::UNKNOWN)]);
+    assert_eq!(statuses(&ghost), [("nobody".to_string(), Status::UNKNOWN)]);
+    for frames in [&real, &ghost] {
+        let presence = frames.iter().find_map(|f| match f {
+            Frame::Presence(p) => Some(p.last_seen),
+            _ => None,
+        });
+        assert_eq!(presence, Some(0));
+    }
+}
+
+#[test]
+fn interest_ends_with_the_membership_that_allowed_it() {
+    let mut c = Cluster::new(3, |_| {});
+    let owner = online(&mut c, "olga", "phone");
+    let frames = c.call(
+        owner,
+        GroupCreate {
+            request: 1,
+            title: "t".into(),
+            members: vec!["pete".into(), "quin".into()],
+        },
+    );
+    let group = frames
+        .iter()
+        .find_map(|f| match f {
+            Frame::GroupInfo(info) => Some(info.conversation.to_string()),
+            _ => None,
+        })
+        .unwrap();
+    let pete = online(&mut c, "pete", "phone");
+    let quin = online(&mut c, "quin", "phone");
+    c.call(pete, send(1, &group, 1, "hi"));
+    c.call(quin, send(2, &group, 1, "hi"));
+    c.call(owner, send(3, &group, 1, "hi"));
+    // quin watches pete, then quin is removed from the group.
+    let frames = c.call(quin, subscribe(4, &group, 60_000));
+    assert!(statuses(&frames).contains(&("pete".to_string(), Status::ONLINE)));
+    let remove = GroupUpdate {
+        request: 5,
+        conversation: group.as_str().into(),
+        op: GroupOp::REMOVE,
+        user: "quin".into(),
+        role: Role::MEMBER,
     };
-    assert_eq!(error_code(&c.call(carol, spy)), Some(ErrorCode::FORBIDDEN));
+    assert_eq!(acks(&c.call(owner, remove)).len(), 1);
+    c.take(quin);
+    c.disconnect(pete);
+    c.settle();
+    assert!(
+        statuses(&c.take(quin)).is_empty(),
+        "a removed member hears no more presence (NWP-7.9-5)"
+    );
 }
 
 #[test]
@@ -691,6 +778,55 @@ fn typing_is_relayed_to_the_other_members_and_never_stored() {
     assert!(matches!(frames.as_slice(), [Frame::TypingUpdate(t)] if t.user == "alice" && t.active));
     assert!(c.take(alice).is_empty());
     assert_eq!(c.nodes[owner].storage.commit_count(), commits_before);
+    // [NWP-6.2.7-2]: TYPING has no answer, so a non-member's is dropped without one.
+    let carol = online(&mut c, "carol", "phone");
+    c.request(
+        carol,
+        Typing {
+            conversation: conv.as_str().into(),
+            active: true,
+        },
+    );
+    c.settle();
+    assert!(c.take(carol).is_empty());
+    assert!(c.take(bob).is_empty());
+}
+
+#[test]
+fn membership_events_name_the_actor_but_no_device() {
+    let mut c = Cluster::new(3, |_| {});
+    let alice = online(&mut c, "alice", "phone");
+    let group = create_group(&mut c, alice, &["bob"]);
+    let page = c.call(
+        alice,
+        History {
+            request: 9,
+            conversation: group.as_str().into(),
+            anchor: 0,
+            direction: Direction::FORWARD,
+            limit: 10,
+        },
+    );
+    let events = page
+        .iter()
+        .find_map(|f| match f {
+            Frame::HistoryPage(page) => Some(page.events.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(events.len(), 3, "GROUP_CREATED and two MEMBER_ADDED");
+    for event in events {
+        // [NWP-4.1-3]
+        assert_eq!(
+            (
+                event.sender.as_ref(),
+                event.device.as_ref(),
+                event.client_msg_id
+            ),
+            ("alice", "", 0),
+            "{event:?}"
+        );
+    }
 }
 
 #[test]
@@ -865,16 +1001,24 @@ fn conversations_are_listed_newest_first_in_pages() {
 }
 
 #[test]
-fn a_link_frame_from_the_wrong_side_closes_that_link_only() {
+fn a_link_frame_from_the_wrong_side_is_dropped_and_the_link_stays() {
     let mut c = Cluster::new(1, |_| {});
-    online(&mut c, "alice", "phone");
+    let alice = online(&mut c, "alice", "phone");
     let forged = natter_codec::frame::FanoutAck {
         conversation: "d/alice/bob".into(),
         seq: 1,
     };
     c.edge_send(0, forged.into());
     c.settle();
-    assert_eq!(c.closed.len(), 1, "the edge link is closed after its ERROR");
+    assert!(
+        c.closed.is_empty(),
+        "one stray frame must not close a link every session shares (NWP-9.3-7)"
+    );
+    let conv = ids::direct_conversation("alice", "bob");
+    assert_eq!(
+        acks(&c.call(alice, send(1, &conv, 1, "still here"))),
+        [(1, false)]
+    );
 }
 
 #[test]

@@ -48,16 +48,19 @@ impl Shard {
         Ok(kind)
     }
 
-    /// Loads a conversation and checks that `user` is a member of it.
+    /// Loads a conversation and checks that `user` is a member of it. A non-member hears
+    /// NOT_FOUND whether or not the conversation exists (`[NWP-8.2-1]`): nobody learns which
+    /// groups exist or who talks to whom.
     pub(super) fn access(&self, conversation: &str, user: &str) -> Result<Conversation, Reject> {
+        let not_found = || Reject::new(ErrorCode::NOT_FOUND, "no such conversation");
         let kind = self.owned(conversation)?;
-        let stored: Option<ConvMeta> = self.store.record(&keys::conversation(conversation))?;
         if kind == ConversationKind::DIRECT {
             let direct =
                 ConversationId::parse(conversation).is_some_and(|id| id.is_direct_member(user));
             if !direct {
-                return Err(Reject::new(ErrorCode::FORBIDDEN, "not a member"));
+                return Err(not_found());
             }
+            let stored: Option<ConvMeta> = self.store.record(&keys::conversation(conversation))?;
             let meta = stored.unwrap_or(ConvMeta {
                 kind,
                 members: 2,
@@ -69,11 +72,12 @@ impl Shard {
                 role: None,
             });
         }
-        let meta = stored.ok_or_else(|| Reject::new(ErrorCode::NOT_FOUND, "no such group"))?;
         let member: Option<MemberRecord> = self.store.record(&keys::member(conversation, user))?;
-        let member = member
-            .filter(|m| m.left == 0)
-            .ok_or_else(|| Reject::new(ErrorCode::FORBIDDEN, "not a member"))?;
+        let member = member.filter(|m| m.left == 0).ok_or_else(not_found)?;
+        let meta: ConvMeta = self
+            .store
+            .record(&keys::conversation(conversation))?
+            .ok_or_else(not_found)?;
         Ok(Conversation {
             id: conversation.to_string(),
             meta,
@@ -183,11 +187,22 @@ impl Shard {
                 "content type too long",
             ));
         }
+        if send.content_type.contains('\0') {
+            return Err(Reject::new(
+                ErrorCode::INVALID_REQUEST,
+                "content type contains U+0000 (NWP-2.2-7)",
+            ));
+        }
         match send.kind {
             EventKind::MESSAGE if send.target == 0 => Ok(()),
             EventKind::MESSAGE => Err(Reject::new(
                 ErrorCode::INVALID_REQUEST,
                 "a MESSAGE has no target",
+            )),
+            // [NWP-6.2.1-2]
+            EventKind::EDIT | EventKind::DELETE if send.target == 0 => Err(Reject::new(
+                ErrorCode::INVALID_REQUEST,
+                "an EDIT or DELETE names its target",
             )),
             EventKind::EDIT | EventKind::DELETE => {
                 let target = self
@@ -282,9 +297,12 @@ impl Shard {
         Ok(())
     }
 
-    /// TYPING: relayed to the other members' sessions, never stored.
+    /// TYPING: relayed to the other members' sessions, never stored. TYPING has no answer, so
+    /// one from a non-member is dropped silently (`[NWP-6.2.7-2]`).
     pub(super) fn typing(&mut self, client: &Client, typing: Typing) -> Result<(), Reject> {
-        let conv = self.access(&typing.conversation, &client.user)?;
+        let Ok(conv) = self.access(&typing.conversation, &client.user) else {
+            return Ok(());
+        };
         let update: Frame = TypingUpdate {
             conversation: typing.conversation,
             user: client.user.clone(),

@@ -69,6 +69,12 @@ impl Shard {
         if create.title.len() > self.limits.title {
             return Err(Reject::new(ErrorCode::PAYLOAD_TOO_LARGE, "title too long"));
         }
+        if create.title.contains('\0') {
+            return Err(Reject::new(
+                ErrorCode::INVALID_REQUEST,
+                "title contains U+0000 (NWP-2.2-7)",
+            ));
+        }
         let mut members: Vec<Text> = vec![client.user.clone()];
         for user in create.members {
             if !ids::is_valid_user_id(&user) {
@@ -163,7 +169,8 @@ impl Shard {
             flags: EventFlags::NONE,
             timestamp: self.now,
             sender: client.user.clone(),
-            device: client.device.clone(),
+            // Server-made events name no device (`[NWP-4.1-3]`).
+            device: "".into(),
             client_msg_id: 0,
             content_type: "".into(),
             body,
@@ -258,6 +265,8 @@ impl Shard {
             (_, Some(record)) => record.joined,
         };
         let left = if kind == EventKind::MEMBER_REMOVED {
+            let members = self.member_ids(&conv)?;
+            self.membership_ended(&conv.id, &update.user, members);
             event.seq
         } else {
             0

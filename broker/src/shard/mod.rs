@@ -29,6 +29,8 @@ use natter_codec::frame::{Origin, Routed};
 use natter_codec::ring::Ring;
 use natter_codec::types::NodeRole;
 use natter_codec::{ErrorCode, Frame, Text, ids};
+use rand::Rng;
+use rand::rngs::StdRng;
 
 use crate::config::{BrokerConfig, Limits};
 use crate::storage::{Batch, Storage, StorageError};
@@ -187,7 +189,7 @@ pub struct Shard {
     webhooks: bool,
     store: Store,
     now: Millis,
-    rng: u64,
+    rng: StdRng,
     next_request: u64,
     links: HashMap<LinkId, Peer>,
     routes: HashMap<String, Route>,
@@ -200,6 +202,7 @@ pub struct Shard {
     next_tick: Millis,
     fanout: fanout::Cursors,
     sessions: presence::Sessions,
+    subscriptions: presence::Subscriptions,
     replays: inbox::Replays,
     acks: inbox::Acks,
     notify: notify::Notifier,
@@ -207,12 +210,13 @@ pub struct Shard {
 
 impl Shard {
     /// A shard for `config.node`, reading what `storage` holds (after a restart: exactly what
-    /// was committed). `seed` feeds the group-name generator.
+    /// was committed). `rng` names groups: seed it from the OS (`StdRng::from_os_rng`) so
+    /// that group ids are unpredictable (`[NWP-7.7-5]`); tests seed it for repeatability.
     pub fn new(
         config: &BrokerConfig,
         storage: Arc<dyn Storage>,
         now: Millis,
-        seed: u64,
+        rng: StdRng,
     ) -> Result<Self, StorageError> {
         let store = Store::new(storage);
         let fanout = fanout::Cursors::load(&store, now)?;
@@ -224,7 +228,7 @@ impl Shard {
             webhooks: config.webhook_url.is_some(),
             store,
             now,
-            rng: seed | 1,
+            rng,
             next_request: 1,
             links: HashMap::new(),
             routes: HashMap::new(),
@@ -236,6 +240,7 @@ impl Shard {
             next_tick: now + TICK_MS,
             fanout,
             sessions: presence::Sessions::default(),
+            subscriptions: presence::Subscriptions::default(),
             replays: inbox::Replays::default(),
             acks: inbox::Acks::default(),
             notify,
@@ -330,6 +335,7 @@ impl Shard {
         }
         self.next_tick = now + TICK_MS;
         self.expire_sessions();
+        self.expire_subscriptions();
         self.expire_replays();
         self.retransmit_fanout();
         self.flush_acks();
@@ -479,12 +485,10 @@ impl Shard {
         }
     }
 
+    /// 64 bits from a cryptographically secure generator: one group id reveals nothing
+    /// about another.
     fn random(&mut self) -> u64 {
-        // xorshift64*: deterministic from the seed, which is all group names need.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.rng.random()
     }
 
     fn request_id(&mut self) -> u64 {
@@ -514,11 +518,15 @@ impl Shard {
                 );
                 Ok(())
             }
+            // [NWP-9.6-3]: an edge watching presence for its own sessions (the backend API).
+            Frame::Interest(interest) if *interest.node == *edge => self.interest(interest),
             Frame::Pong(_) | Frame::Unknown(_) => Ok(()),
-            other => Err(Reject::new(
-                ErrorCode::PROTOCOL_VIOLATION,
-                format!("{:?} is not an edge-to-broker frame", other.frame_type()),
-            )),
+            other => {
+                // [NWP-9.3-7]: the link carries many users' sessions; one stray frame must not
+                // take them all down.
+                tracing::warn!(edge, frame = ?other.frame_type(), "dropped a frame edges may not send");
+                Ok(())
+            }
         }
     }
 
@@ -537,10 +545,11 @@ impl Shard {
             }
             Frame::Routed(routed) => self.routed_from_broker(from, routed),
             Frame::Pong(_) | Frame::Ping(_) | Frame::Unknown(_) => Ok(()),
-            other => Err(Reject::new(
-                ErrorCode::PROTOCOL_VIOLATION,
-                format!("{:?} is not a broker-to-broker frame", other.frame_type()),
-            )),
+            other => {
+                // [NWP-9.3-7]
+                tracing::warn!(from, frame = ?other.frame_type(), "dropped a frame brokers may not send");
+                Ok(())
+            }
         }
     }
 
@@ -568,6 +577,12 @@ impl Shard {
         };
         if let Err(reject) = outcome {
             self.abort();
+            if request == 0 && !reject.code.closes_connection() {
+                // ACK and TYPING have no answer: an ERROR with request 0 would read as a
+                // connection error (`[NWP-6.1.6-2]`).
+                tracing::debug!(?reject, "dropped a failed frame that has no answer");
+                return;
+            }
             let error = natter_codec::frame::Error::new(request, reject.code, reject.message);
             self.answer(&client, error.into());
         }

@@ -38,14 +38,31 @@ struct Session {
     stream: Stream,
 }
 
+/// Who watches a user: an edge's session, through a conversation they share (empty for an
+/// edge's own lookup). Keyed by conversation so that the end of one membership ends exactly
+/// the interests it allowed (`[NWP-7.9-5]`).
+type Watcher = (String, u64, String);
+
 /// Sessions, by key and by user, and the interests in each user's presence.
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
     sessions: BTreeMap<SessionKey, Session>,
     by_user: BTreeMap<String, BTreeSet<SessionKey>>,
-    /// user -> (edge node, session) -> interest expiry.
-    interests: BTreeMap<String, BTreeMap<(String, u64), Millis>>,
+    /// user -> watcher -> interest expiry.
+    interests: BTreeMap<String, BTreeMap<Watcher, Millis>>,
 }
+
+/// A presence subscription as the conversation's owner knows it: the subscriber and until
+/// when. In memory only: after a restart, interests end by their TTL.
+#[derive(Debug, Clone)]
+struct Subscription {
+    user: String,
+    until: Millis,
+}
+
+/// The owner's presence subscriptions: conversation -> (edge, session) -> subscription.
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions(BTreeMap<String, BTreeMap<(String, u64), Subscription>>);
 
 impl Sessions {
     /// Whether any device of `user` holds a session.
@@ -225,12 +242,15 @@ impl Shard {
         })
     }
 
-    /// Tells every interested session about a transition of `user`.
+    /// Tells every interested session about a transition of `user`, once per session.
     fn announce(&mut self, user: &str) {
         let Some(interested) = self.sessions.interests.get(user) else {
             return;
         };
-        let targets: Vec<(String, u64)> = interested.keys().cloned().collect();
+        let targets: BTreeSet<(String, u64)> = interested
+            .keys()
+            .map(|(edge, session, _)| (edge.clone(), *session))
+            .collect();
         let presence = match self.presence_of(user) {
             Ok(presence) => Frame::from(presence),
             Err(reject) => {
@@ -243,9 +263,15 @@ impl Shard {
         }
     }
 
-    /// INTEREST from a conversation owner: watch some users for a session, for a while.
+    /// INTEREST from a conversation owner (or an edge for its own lookup): watch some users
+    /// for a session, for a while. Nothing bounds interests per watched user, so nobody can
+    /// spend another user's quota; the edge bounds them per connection (`[NWP-7.9-6]`).
     pub(super) fn interest(&mut self, interest: Interest) -> Result<(), Reject> {
-        let target = (interest.node.to_string(), interest.session);
+        let watcher: Watcher = (
+            interest.node.to_string(),
+            interest.session,
+            interest.conversation.to_string(),
+        );
         let until = self.now + interest.ttl_ms.min(self.limits.interest_ttl_ms);
         for user in interest.users {
             if !self.is_mine(self.ring.home(&user)) {
@@ -253,25 +279,27 @@ impl Shard {
             }
             if interest.ttl_ms == 0 {
                 if let Some(interested) = self.sessions.interests.get_mut(&*user) {
-                    interested.remove(&target);
+                    interested.remove(&watcher);
+                    if interested.is_empty() {
+                        self.sessions.interests.remove(&*user);
+                    }
                 }
                 continue;
             }
-            let interested = self.sessions.interests.entry(user.to_string()).or_default();
-            if interested.len() >= self.limits.interests_per_user
-                && !interested.contains_key(&target)
-            {
-                continue;
-            }
-            interested.insert(target.clone(), until);
+            self.sessions
+                .interests
+                .entry(user.to_string())
+                .or_default()
+                .insert(watcher.clone(), until);
             let presence = self.presence_of(&user)?;
-            self.send_to_session(Dest::Node(target.0.clone()), target.1, &presence.into());
+            self.send_to_session(Dest::Node(watcher.0.clone()), watcher.1, &presence.into());
         }
         Ok(())
     }
 
-    /// PRESENCE_SUBSCRIBE at the conversation owner: members only; interest goes to the
-    /// other members' home brokers.
+    /// PRESENCE_SUBSCRIBE at the conversation owner: members only. Interest goes to the home
+    /// brokers of the members who have sent to the conversation; the others are UNKNOWN, as
+    /// a user who does not exist would be (`[NWP-7.9-4]`).
     pub(super) fn presence_subscribe(
         &mut self,
         client: &Client,
@@ -284,14 +312,33 @@ impl Shard {
             .filter(|u| *u != *client.user)
             .collect();
         let ttl_ms = subscribe.ttl_ms.min(self.limits.interest_ttl_ms);
-        for (home, users) in self.by_home(others) {
-            let interest = Interest {
-                node: client.edge.clone().into(),
-                session: client.session,
-                ttl_ms,
-                users: users.into_iter().map(Into::into).collect(),
-            };
-            self.send(Dest::Node(home), interest.into());
+        let watcher = (client.edge.clone(), client.session);
+        let subscriptions = self.subscriptions.0.entry(conv.id.clone()).or_default();
+        if ttl_ms == 0 {
+            subscriptions.remove(&watcher);
+            self.watch(&watcher, &conv.id, others, 0);
+        } else {
+            subscriptions.insert(
+                watcher.clone(),
+                Subscription {
+                    user: client.user.to_string(),
+                    until: self.now + ttl_ms,
+                },
+            );
+            let mut visible = Vec::new();
+            for user in others {
+                if self.has_sent(&conv.id, &user)? {
+                    visible.push(user);
+                } else {
+                    let unknown = Presence {
+                        user: user.into(),
+                        status: Status::UNKNOWN,
+                        last_seen: 0,
+                    };
+                    self.answer(client, unknown.into());
+                }
+            }
+            self.watch(&watcher, &conv.id, visible, ttl_ms);
         }
         self.answer(
             client,
@@ -301,6 +348,65 @@ impl Shard {
             .into(),
         );
         Ok(())
+    }
+
+    /// Sends INTEREST for `users` to their home brokers; a TTL of 0 ends it.
+    fn watch(
+        &mut self,
+        watcher: &(String, u64),
+        conversation: &str,
+        users: Vec<String>,
+        ttl_ms: u64,
+    ) {
+        for (home, users) in self.by_home(users) {
+            let interest = Interest {
+                node: watcher.0.as_str().into(),
+                session: watcher.1,
+                ttl_ms,
+                users: users.into_iter().map(Into::into).collect(),
+                conversation: conversation.into(),
+            };
+            self.send(Dest::Node(home), interest.into());
+        }
+    }
+
+    /// Whether `user` has sent to the conversation: what makes its presence visible there.
+    fn has_sent(&self, conversation: &str, user: &str) -> Result<bool, Reject> {
+        let (start, end) = keys::dedups_of(conversation, user);
+        Ok(!self.store.range((&start, &end), false, 1)?.is_empty())
+    }
+
+    /// `user` left the conversation: the interests its membership allowed end, both its own
+    /// and the others' in it (`[NWP-7.9-5]`).
+    pub(super) fn membership_ended(
+        &mut self,
+        conversation: &str,
+        user: &str,
+        members: Vec<String>,
+    ) {
+        let Some(subscriptions) = self.subscriptions.0.get_mut(conversation) else {
+            return;
+        };
+        let (own, others): (Vec<_>, Vec<_>) = std::mem::take(subscriptions)
+            .into_iter()
+            .partition(|(_, subscription)| subscription.user == user);
+        subscriptions.extend(others.iter().cloned());
+        for (watcher, _) in own {
+            let watched = members.iter().filter(|m| *m != user).cloned().collect();
+            self.watch(&watcher, conversation, watched, 0);
+        }
+        for (watcher, _) in others {
+            self.watch(&watcher, conversation, vec![user.to_string()], 0);
+        }
+    }
+
+    /// Forgets subscriptions whose TTL has passed.
+    pub(super) fn expire_subscriptions(&mut self) {
+        let now = self.now;
+        self.subscriptions.0.retain(|_, subscriptions| {
+            subscriptions.retain(|_, subscription| subscription.until > now);
+            !subscriptions.is_empty()
+        });
     }
 
     /// PUSH: relay a frame to every session of some users homed here. A RECEIPT about the

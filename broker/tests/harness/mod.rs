@@ -16,6 +16,8 @@ use natter_codec::ids::ConversationId;
 use natter_codec::ring::Ring;
 use natter_codec::types::NodeRole;
 use natter_codec::{ErrorCode, Frame};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 /// Milliseconds since the epoch at which every simulation starts.
 pub const EPOCH: u64 = 1_700_000_000_000;
@@ -135,7 +137,13 @@ impl Cluster {
     fn boot(&mut self, i: usize) {
         self.seed += 1;
         let storage: Arc<dyn Storage> = self.nodes[i].storage.clone();
-        let shard = Shard::new(&self.configs[i], storage, self.now, self.seed).unwrap();
+        let shard = Shard::new(
+            &self.configs[i],
+            storage,
+            self.now,
+            StdRng::seed_from_u64(self.seed),
+        )
+        .unwrap();
         self.nodes[i].shard = Some(shard);
     }
 
