@@ -136,14 +136,20 @@ dev = false
 [edge.limits]
 # Largest frame a client may send, in bytes.
 max_frame_size = 65536
-# Open connections per process.
-max_connections = 20000
+# Open connections per process, HTTP included. 0 derives it from the file-descriptor limit
+# (raised to its hard maximum), keeping a twentieth of it (at least 256) for everything else.
+max_connections = 0
+# Of those, HTTP connections at most; 0 is an eighth of max_connections.
+max_http_connections = 0
 # Open connections per user.
 max_connections_per_user = 16
 # Requests per connection awaiting an answer.
 max_in_flight = 256
 # Bytes queued towards one client before the slow-consumer policy applies.
 outbound_budget = 1048576
+# Bytes queued towards all clients of the process before the same policy applies to the
+# process, closing the largest queues first.
+outbound_total_budget = 67108864
 # Requests per second per device session, and the burst allowed.
 requests_per_sec = 50.0
 request_burst = 100.0
@@ -171,6 +177,10 @@ drain_ms = 5000
 link_backoff_min_ms = 100
 link_backoff_max_ms = 5000
 link_handshake_ms = 5000
+# An HTTP request's headers must arrive within this time; a silent HTTP connection closes
+# after the idle timeout.
+http_header_timeout_ms = 10000
+http_idle_timeout_ms = 60000
 
 [broker]
 # This broker's node id; in a cluster it must be listed in [cluster].brokers.
@@ -189,7 +199,6 @@ history_page = 200
 group_members = 5000
 fanout_threshold = 500
 interest_ttl_ms = 300000
-interests_per_user = 1024
 sessions_per_user = 64
 retention_ms = 604800000
 replay_page = 256

@@ -73,14 +73,22 @@ pub struct ClusterConfig {
 pub struct Limits {
     /// The largest frame a client may send, in bytes (announced in READY).
     pub max_frame_size: u64,
-    /// Open connections per process; further ones get TOO_MANY_CONNECTIONS.
+    /// Open connections per process, HTTP included; further ones get TOO_MANY_CONNECTIONS
+    /// (HTTP: 503). 0 derives it from the file-descriptor limit, less room for storage,
+    /// links and listeners.
     pub max_connections: usize,
+    /// Of those, HTTP connections at most (WebSockets count as clients once upgraded).
+    /// 0 means an eighth of `max_connections`, so HTTP can never crowd out native clients.
+    pub max_http_connections: usize,
     /// Open connections per user; further ones get TOO_MANY_CONNECTIONS at HELLO.
     pub max_connections_per_user: usize,
     /// Requests per connection awaiting an answer; more get RATE_LIMITED.
     pub max_in_flight: usize,
     /// Bytes queued towards one client before the slow-consumer policy applies.
     pub outbound_budget: usize,
+    /// Bytes queued towards all clients of the process before the same policy applies to the
+    /// process as a whole, closing the largest queues first.
+    pub outbound_total_budget: usize,
     /// Requests per second per device session (token bucket refill rate).
     pub requests_per_sec: f64,
     /// Requests a device may send at once (token bucket size).
@@ -115,6 +123,10 @@ pub struct Timing {
     pub link_backoff_max_ms: u64,
     /// How long dialing a broker and its LINK_HELLO/LINK_READY may take.
     pub link_handshake_ms: u64,
+    /// An HTTP request's headers must arrive within this time.
+    pub http_header_timeout_ms: u64,
+    /// An HTTP connection with no traffic for this long is closed.
+    pub http_idle_timeout_ms: u64,
 }
 
 impl Default for EdgeConfig {
@@ -153,10 +165,12 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_frame_size: natter_codec::DEFAULT_MAX_FRAME_SIZE,
-            max_connections: 20_000,
+            max_connections: 0,
+            max_http_connections: 0,
             max_connections_per_user: 16,
             max_in_flight: 256,
             outbound_budget: 1024 * 1024,
+            outbound_total_budget: 64 * 1024 * 1024,
             requests_per_sec: 50.0,
             request_burst: 100.0,
             link_queue: 16 * 1024,
@@ -178,6 +192,51 @@ impl Default for Timing {
             link_backoff_min_ms: 100,
             link_backoff_max_ms: 5_000,
             link_handshake_ms: 5_000,
+            http_header_timeout_ms: 10_000,
+            http_idle_timeout_ms: 60_000,
         }
+    }
+}
+
+/// File descriptors kept free for storage, links, listeners and refusals when the connection
+/// limit is derived from RLIMIT_NOFILE: a twentieth of the limit, at least 256.
+fn fd_headroom(nofile: u64) -> u64 {
+    (nofile / 20).max(256)
+}
+
+impl Limits {
+    /// Fills in the limits left at 0: `max_connections` from the file-descriptor limit, which
+    /// is first raised to its hard maximum, so that the process never runs out of descriptors
+    /// before it can refuse a client with TOO_MANY_CONNECTIONS.
+    pub fn resolve(&mut self) {
+        if self.max_connections == 0 {
+            let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1_024);
+            self.max_connections = nofile.saturating_sub(fd_headroom(nofile)).max(16) as usize;
+        }
+    }
+
+    /// The HTTP connection limit: `max_http_connections`, or an eighth of `max_connections`.
+    pub fn http_connections(&self) -> usize {
+        match self.max_http_connections {
+            0 => (self.max_connections / 8).max(1),
+            explicit => explicit.min(self.max_connections),
+        }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn derived_limits_leave_room_for_everything_else() {
+        assert_eq!(fd_headroom(1_024), 256);
+        assert_eq!(fd_headroom(20_000), 1_000);
+        let mut limits = Limits::default();
+        limits.resolve();
+        assert!(limits.max_connections >= 16);
+        assert_eq!(limits.http_connections(), limits.max_connections / 8);
+        limits.max_http_connections = usize::MAX;
+        assert_eq!(limits.http_connections(), limits.max_connections);
     }
 }

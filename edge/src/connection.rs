@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use natter_codec::frame::{Goaway, Ping, SessionClose, SessionOpen};
-use natter_codec::{ErrorCode, split_frame};
+use natter_codec::frame::{Goaway, Ping, PresenceSubscribe, SessionClose, SessionOpen};
+use natter_codec::{ErrorCode, Frame, split_frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tracing::debug;
@@ -16,6 +16,7 @@ use tracing::debug;
 use crate::hub::{Conn, Hub, OpenAnswer, now_ms};
 use crate::metrics::type_label;
 use crate::outbound::Outbound;
+use crate::router::Destination;
 use crate::session::{Action, Session, SessionConfig};
 
 /// At most this many bytes are handed to a transport in one write.
@@ -171,16 +172,39 @@ pub async fn serve(
     }
     hub.unregister(id);
     gauge.dec();
-    let (home, used) = {
+    let (home, used, subscriptions) = {
         let state = conn.state();
-        (state.home, state.outbound.used())
+        let subscriptions = state.session.presence_subscriptions(now_ms());
+        (state.home, state.outbound.used(), subscriptions)
     };
     hub.account(used, 0);
     if let Some(user) = counted_user {
+        end_interests(&hub, &conn, &user, subscriptions);
         hub.remove_user_connection(&user);
     }
     if let Some(home) = home {
         hub.send_to(home, SessionClose { session: id }.into());
+    }
+}
+
+/// Ends the presence interests a closed connection held, so that they neither outlive it nor
+/// keep counting against anyone's limit (`[NWP-7.9-5]`). The answers find no session and are
+/// dropped.
+fn end_interests(hub: &Hub, conn: &Conn, user: &str, conversations: Vec<String>) {
+    let device = conn.state().session.device().to_string();
+    for conversation in conversations {
+        let end = PresenceSubscribe {
+            request: 1,
+            conversation: conversation.as_str().into(),
+            ttl_ms: 0,
+        };
+        let destination = Destination::Conversation(conversation);
+        if let (Some(broker), Ok(raw)) = (
+            hub.router.broker_for(&destination, user),
+            Frame::from(end).to_bytes(),
+        ) {
+            hub.route(broker, conn.id, user, &device, raw);
+        }
     }
 }
 

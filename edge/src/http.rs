@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
@@ -63,9 +64,23 @@ pub fn router(
         .route("/v1/history", get(history))
         .route("/v1/presence", get(presence))
         .route("/v1/dev/token", post(dev_token))
+        .route("/v1/{*rest}", any(api_not_found))
         .route("/dev", get(dev_page))
         .fallback(static_file)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such API path")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "INVALID_REQUEST",
+        "method not allowed on this path",
+    )
 }
 
 async fn readyz(State(app): State<App>) -> Response {
@@ -191,6 +206,10 @@ impl ApiError {
     fn unavailable() -> Self {
         Self::from_wire(ErrorCode::UNAVAILABLE, "broker unreachable")
     }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -200,22 +219,64 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Checks the bearer key before anything of the request is looked at, so an unauthenticated
+/// caller learns nothing, not even parse errors; keys are compared in constant time.
 fn authorize(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
-        Some(key) if hub.config.api_keys.iter().any(|known| known == key) => Ok(()),
-        _ => Err(ApiError::new(
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|key| Sha256::digest(key.as_bytes()));
+    let known = presented.is_some_and(|presented| {
+        // Every key is compared, with no early exit, on fixed-length digests.
+        hub.config.api_keys.iter().fold(false, |found, known| {
+            let known = Sha256::digest(known.as_bytes());
+            let differing = known
+                .iter()
+                .zip(presented.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            found | (differing == 0)
+        })
+    });
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
             "missing or unknown API key",
-        )),
+        ))
     }
 }
 
+/// Parses a JSON body, after [`authorize`]; any Content-Type is accepted.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|error| ApiError::invalid(format!("body: {error}")))
+}
+
+/// Parses a query string, after [`authorize`].
+fn parse_query<T: serde::de::DeserializeOwned>(
+    query: Result<Query<T>, QueryRejection>,
+) -> Result<T, ApiError> {
+    query
+        .map(|Query(query)| query)
+        .map_err(|rejection| ApiError::invalid(rejection.body_text()))
+}
+
+/// Refuses a user id the protocol would refuse, naming the rule.
+fn check_user(field: &str, user: &str) -> Result<(), ApiError> {
+    match natter_codec::ids::user_id_problem(user) {
+        Some(problem) => Err(ApiError::invalid(format!("{field}: {problem}"))),
+        None => Ok(()),
+    }
+}
+
+/// The request id the API uses on its one-off sessions.
+const API_REQUEST: u64 = 1;
+
 /// Sends one request for `user` to the broker owning `destination` and awaits its answer.
+/// Pushes that may precede the answer (the RECEIPTs before a newest history page,
+/// NWP-7.4-4) are skipped.
 async fn call(
     hub: &Hub,
     destination: Destination,
@@ -226,25 +287,28 @@ async fn call(
         .router
         .broker_for(&destination, user)
         .ok_or_else(ApiError::unavailable)?;
-    let raw = frame.to_bytes().map_err(|error| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_REQUEST",
-            error.to_string(),
-        )
-    })?;
+    let raw = frame
+        .to_bytes()
+        .map_err(|error| ApiError::invalid(error.to_string()))?;
     let (session, mut answers) = hub.waiter();
     let answer = async {
         if !hub.route(broker, session, user, API_DEVICE, raw) {
             return Err(ApiError::unavailable());
         }
-        let timeout = Duration::from_millis(hub.config.timing.open_timeout_ms);
-        let raw = tokio::time::timeout(timeout, answers.recv())
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(ApiError::unavailable)?;
-        Frame::decode(raw).map_err(|_| ApiError::from_wire(ErrorCode::INTERNAL_ERROR, "bad answer"))
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(hub.config.timing.open_timeout_ms);
+        loop {
+            let raw = tokio::time::timeout_at(deadline, answers.recv())
+                .await
+                .ok()
+                .flatten()
+                .ok_or_else(ApiError::unavailable)?;
+            let frame = Frame::decode(raw)
+                .map_err(|_| ApiError::from_wire(ErrorCode::INTERNAL_ERROR, "bad answer"))?;
+            if frame.request() == Some(API_REQUEST) {
+                return Ok(frame);
+            }
+        }
     }
     .await;
     hub.forget_waiter(session);
@@ -287,9 +351,10 @@ fn client_msg_id(key: &str) -> u64 {
 async fn send_message(
     State(app): State<App>,
     headers: HeaderMap,
-    Json(request): Json<SendRequest>,
+    body: Bytes,
 ) -> Result<Json<SendResponse>, ApiError> {
     authorize(&app.hub, &headers)?;
+    let request: SendRequest = parse_json(&body)?;
     let key = headers
         .get("idempotency-key")
         .and_then(|value| value.to_str().ok())
@@ -318,15 +383,9 @@ async fn send_message(
             ));
         }
     };
-    if !natter_codec::ids::is_valid_user_id(&request.sender) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_REQUEST",
-            "bad sender",
-        ));
-    }
+    check_user("sender", &request.sender)?;
     let send = Send {
-        request: 1,
+        request: API_REQUEST,
         conversation: request.conversation.as_str().into(),
         client_msg_id: client_msg_id(key),
         kind: EventKind::MESSAGE,
@@ -406,9 +465,11 @@ impl From<Event> for EventJson {
 async fn history(
     State(app): State<App>,
     headers: HeaderMap,
-    Query(query): Query<HistoryQuery>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&app.hub, &headers)?;
+    let query = parse_query(query)?;
+    check_user("user", &query.user)?;
     let direction = match query.direction.as_deref() {
         None | Some("backward") => Direction::BACKWARD,
         Some("forward") => Direction::FORWARD,
@@ -421,7 +482,7 @@ async fn history(
         }
     };
     let request = History {
-        request: 1,
+        request: API_REQUEST,
         conversation: query.conversation.as_str().into(),
         anchor: query.anchor,
         direction,
@@ -454,9 +515,11 @@ struct PresenceQuery {
 async fn presence(
     State(app): State<App>,
     headers: HeaderMap,
-    Query(query): Query<PresenceQuery>,
+    query: Result<Query<PresenceQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&app.hub, &headers)?;
+    let query = parse_query(query)?;
+    check_user("user", &query.user)?;
     let hub = &app.hub;
     let broker = hub
         .router
@@ -468,6 +531,8 @@ async fn presence(
         session,
         ttl_ms,
         users: vec![query.user.as_str().into()],
+        // An edge's own lookup: no conversation (NWP-9.6-3); the API key grants visibility.
+        conversation: "".into(),
     };
     // A short interest makes the home broker send the current PRESENCE at once.
     let answer = async {
@@ -518,7 +583,7 @@ fn dev_allowed(hub: &Hub, peer: SocketAddr) -> bool {
 async fn dev_token(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Json(request): Json<DevTokenRequest>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     if !dev_allowed(&app.hub, peer) {
         return Err(ApiError::new(
@@ -527,16 +592,14 @@ async fn dev_token(
             "dev mode is off",
         ));
     }
+    let request: DevTokenRequest = parse_json(&body)?;
     let device = request
         .device
         .unwrap_or_else(|| format!("web-{:04x}", rand::random::<u16>()));
-    let ids_valid = natter_codec::ids::is_valid_user_id(&request.user)
-        && natter_codec::ids::is_valid_device_id(&device);
-    if !ids_valid {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_REQUEST",
-            "bad user or device id",
+    check_user("user", &request.user)?;
+    if !natter_codec::ids::is_valid_device_id(&device) {
+        return Err(ApiError::invalid(
+            "device: 1 to 64 bytes, without white space or '/' (NWP-2.3-1)",
         ));
     }
     let expires_at = now_ms() + DEV_TOKEN_TTL_MS;

@@ -1,21 +1,25 @@
 //! The state one edge process shares between its connections, links and HTTP handlers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use natter_codec::frame::{Error, Goaway, Routed};
 use natter_codec::{ErrorCode, Frame, FrameType};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::auth::TokenKeys;
 use crate::config::EdgeConfig;
 use crate::metrics::{Metrics, type_label};
-use crate::outbound::{Outbound, Pushed};
+use crate::outbound::{Outbound, Pushed, Room};
 use crate::router::Router;
 use crate::session::{Action, Session};
+
+/// Connections being refused at once, at most.
+const MAX_REFUSALS: usize = 64;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -128,6 +132,13 @@ pub struct Hub {
     next_session: AtomicU64,
     /// Set once the edge starts draining.
     pub draining: AtomicBool,
+    /// Refusals being written; bounded so a connection flood cannot spend the descriptors
+    /// kept for storage and links.
+    refusals: Arc<Semaphore>,
+    /// Bytes queued towards all clients: what the process-wide outbound budget limits.
+    outbound_used: AtomicUsize,
+    /// Wakes the shedder when the process is over its outbound budget.
+    pub over_budget: Notify,
 }
 
 impl Hub {
@@ -153,6 +164,20 @@ impl Hub {
             waiters: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(first),
             draining: AtomicBool::new(false),
+            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            outbound_used: AtomicUsize::new(0),
+            over_budget: Notify::new(),
+        }
+    }
+
+    /// Runs a refusal (an error written to a connection there is no room for) in the
+    /// background, or drops the connection at once when too many refusals are under way.
+    pub fn refuse(&self, refusal: impl Future<Output = ()> + Send + 'static) {
+        if let Ok(permit) = self.refusals.clone().try_acquire_owned() {
+            tokio::spawn(async move {
+                refusal.await;
+                drop(permit);
+            });
         }
     }
 
@@ -302,7 +327,7 @@ impl Hub {
         }
         let frame_type = natter_codec::frame::peek_type(&frame).unwrap_or_default();
         let before = state.outbound.used();
-        match state.outbound.push(frame, now_ms()) {
+        match state.outbound.push(frame, now_ms(), self.room()) {
             Ok(Pushed::Queued) => {
                 self.metrics
                     .frames_out
@@ -350,9 +375,15 @@ impl Hub {
             Frame::from(Error::new(0, code, message))
         };
         if let Ok(bytes) = frame.to_bytes() {
+            if code == ErrorCode::SLOW_CONSUMER {
+                // It would not read what is queued, and the process wants the memory back.
+                let before = state.outbound.used();
+                state.outbound.clear();
+                self.account(before, state.outbound.used());
+            }
             let before = state.outbound.used();
             // The policy may refuse it to a slow consumer; then the close is silent.
-            let _ = state.outbound.push(bytes, now_ms());
+            let _ = state.outbound.push(bytes, now_ms(), Room::UNLIMITED);
             self.account(before, state.outbound.used());
         }
         state.closing = Some(code);
@@ -420,11 +451,60 @@ impl Hub {
         self.metrics.errors.with_label_values(&[label]).inc();
     }
 
-    /// Moves the outbound-bytes gauge by a connection's change in queued bytes.
+    /// Moves the outbound-bytes count by a connection's change in queued bytes, and wakes the
+    /// shedder when the process goes over its budget.
     pub fn account(&self, before: usize, after: usize) {
-        self.metrics
-            .outbound_queue_bytes
-            .add(after as i64 - before as i64);
+        let used = if after >= before {
+            self.outbound_used
+                .fetch_add(after - before, Ordering::Relaxed)
+                + (after - before)
+        } else {
+            self.outbound_used
+                .fetch_sub(before - after, Ordering::Relaxed)
+                - (before - after)
+        };
+        self.metrics.outbound_queue_bytes.set(used as i64);
+        if used > self.config.limits.outbound_total_budget {
+            self.over_budget.notify_one();
+        }
+    }
+
+    /// The room left in the process-wide outbound budget.
+    fn room(&self) -> Room {
+        Room {
+            used: self.outbound_used.load(Ordering::Relaxed),
+            budget: self.config.limits.outbound_total_budget,
+        }
+    }
+
+    /// Closes the connections with the largest queues until the process is back under its
+    /// outbound budget: they hold the most memory, and they are the ones not reading.
+    pub fn shed(&self) {
+        let budget = self.config.limits.outbound_total_budget;
+        let mut queues: Vec<(usize, Arc<Conn>)> = self
+            .connections()
+            .into_iter()
+            .map(|conn| {
+                let used = conn.state().outbound.used();
+                (used, conn)
+            })
+            .collect();
+        queues.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
+        for (_, conn) in queues {
+            if self.outbound_used.load(Ordering::Relaxed) <= budget {
+                break;
+            }
+            let mut state = conn.state();
+            if state.closing.is_none() {
+                self.metrics.outbound_shed.inc();
+                self.close(
+                    &conn,
+                    &mut state,
+                    ErrorCode::SLOW_CONSUMER,
+                    "the server's outbound memory is full",
+                );
+            }
+        }
     }
 
     fn observe_delivery(&self, frame: &Bytes) {

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 mod connection;
 mod http;
+mod http_listener;
 mod hub;
 pub mod limits;
 mod link;
@@ -101,6 +102,8 @@ impl Edge {
         if config.cluster.brokers.is_empty() {
             return Err(invalid("edge.cluster.brokers is empty"));
         }
+        let mut config = config;
+        config.limits.resolve();
         let max_frame = config.limits.max_frame_size;
         if !(1024..=natter_codec::MAX_FRAME_SIZE_CAP).contains(&max_frame) {
             return Err(invalid(
@@ -181,6 +184,18 @@ impl Edge {
         let (tracker, mut all_done) = mpsc::channel::<()>(1);
         let permits = Arc::new(Semaphore::new(hub.config.limits.max_connections));
 
+        hub.metrics
+            .outbound_budget_bytes
+            .set(hub.config.limits.outbound_total_budget as i64);
+        let shedder = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                loop {
+                    hub.over_budget.notified().await;
+                    hub.shed();
+                }
+            }
+        });
         let mut links = Vec::new();
         for (index, queue) in self.link_queues.into_iter().enumerate() {
             links.push(tokio::spawn(link::run(
@@ -218,16 +233,13 @@ impl Edge {
                 tracker.clone(),
                 clients_stop.clone(),
             );
-            let mut stop = clients_stop.clone();
-            tokio::spawn(async move {
-                let service = app.into_make_service_with_connect_info::<SocketAddr>();
-                let graceful = async move {
-                    let _ = stop.wait_for(|stop| *stop).await;
-                };
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(graceful)
-                    .await
-            })
+            tokio::spawn(http_listener::serve(
+                hub.clone(),
+                listener,
+                app,
+                permits.clone(),
+                clients_stop.clone(),
+            ))
         });
         drop(tracker);
 
@@ -244,6 +256,7 @@ impl Edge {
         for link in links {
             let _ = link.await;
         }
+        shedder.abort();
         info!(node = hub.config.node_id, "drained");
         Ok(())
     }

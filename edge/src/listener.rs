@@ -93,7 +93,7 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             hub.count_error(ErrorCode::TOO_MANY_CONNECTIONS);
-            tokio::spawn(refuse(stream, tls.is_none()));
+            hub.refuse(refuse(stream, tls.is_none()));
             continue;
         };
         let hub = hub.clone();

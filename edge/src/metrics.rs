@@ -20,6 +20,12 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// Frames dropped by the slow-consumer policy.
     pub dropped_frames: IntCounter,
+    /// Connections closed because the process-wide outbound budget was exceeded.
+    pub outbound_shed: IntCounter,
+    /// The process-wide outbound budget, in bytes.
+    pub outbound_budget_bytes: IntGauge,
+    /// HTTP connections refused because every HTTP slot was taken.
+    pub http_refused: IntCounter,
     /// SEND forwarded to SEND_ACK received, at the edge.
     pub send_ack_seconds: Histogram,
     /// Event accepted by its owner to DELIVER handed to the client's queue.
@@ -62,6 +68,18 @@ impl Metrics {
                 "natter_outbound_dropped_frames_total",
                 "Frames dropped by the slow-consumer policy.",
             )?,
+            outbound_shed: IntCounter::new(
+                "natter_outbound_shed_connections_total",
+                "Connections closed, largest queue first, to keep the process under its outbound budget.",
+            )?,
+            outbound_budget_bytes: IntGauge::new(
+                "natter_outbound_budget_bytes",
+                "The process-wide budget for bytes queued towards clients.",
+            )?,
+            http_refused: IntCounter::new(
+                "natter_http_refused_total",
+                "HTTP connections refused with 503 because every HTTP slot was taken.",
+            )?,
             send_ack_seconds: Histogram::with_opts(
                 HistogramOpts::new("natter_send_ack_seconds", "SEND to SEND_ACK at the edge.")
                     .buckets(latency()),
@@ -84,12 +102,15 @@ impl Metrics {
             ring_version: IntGauge::new("natter_ring_version", "The ring version in use.")?,
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(metrics.connections.clone()),
             Box::new(metrics.frames_in.clone()),
             Box::new(metrics.frames_out.clone()),
             Box::new(metrics.errors.clone()),
             Box::new(metrics.dropped_frames.clone()),
+            Box::new(metrics.outbound_shed.clone()),
+            Box::new(metrics.outbound_budget_bytes.clone()),
+            Box::new(metrics.http_refused.clone()),
             Box::new(metrics.send_ack_seconds.clone()),
             Box::new(metrics.delivery_seconds.clone()),
             Box::new(metrics.outbound_queue_bytes.clone()),

@@ -15,6 +15,11 @@
 //!    quarter of the budget beyond it. A client that has been dropping DELIVERs for
 //!    `timing.slow_consumer_ms`, or whose answers do not fit in the reserve, is closed with
 //!    SLOW_CONSUMER.
+//!
+//! The process as a whole has a budget too (`limits.outbound_total_budget`): every push sees
+//! the [`Room`] left in it, and steps 1 and 2 apply against it as well, so many slow
+//! consumers together cannot grow the edge's memory without bound. Past the process budget
+//! the hub closes the largest queues first.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -54,6 +59,27 @@ pub enum Pushed {
     Queued,
     /// Dropped by the policy (counted, and named by a later GAP if it was a DELIVER).
     Dropped,
+}
+
+/// The process-wide budget as one push sees it: bytes queued over all connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    /// Bytes queued or being written, over all connections.
+    pub used: usize,
+    /// The process-wide budget.
+    pub budget: usize,
+}
+
+impl Room {
+    /// No process-wide limit.
+    pub const UNLIMITED: Self = Self {
+        used: 0,
+        budget: usize::MAX,
+    };
+
+    fn fits(self, len: usize, limit: usize) -> bool {
+        self.used.saturating_add(len) <= limit
+    }
 }
 
 /// The client must be closed with SLOW_CONSUMER.
@@ -112,18 +138,32 @@ impl Outbound {
         self.queue.is_empty()
     }
 
-    /// Offers one complete frame for the client.
-    pub fn push(&mut self, frame: Bytes, now_ms: u64) -> Result<Pushed, SlowConsumer> {
+    /// Offers one complete frame for the client, with `process` the room left in the
+    /// process-wide budget.
+    pub fn push(
+        &mut self,
+        frame: Bytes,
+        now_ms: u64,
+        process: Room,
+    ) -> Result<Pushed, SlowConsumer> {
         let class = peek_type(&frame).map_or(Class::Essential, Class::of);
         let len = frame.len();
         match class {
-            Class::Ephemeral if self.used() + len > self.budget / 2 => Ok(self.drop_frame()),
+            Class::Ephemeral
+                if self.used() + len > self.budget / 2
+                    || !process.fits(len, process.budget / 2) =>
+            {
+                Ok(self.drop_frame())
+            }
             Class::Ephemeral => Ok(self.enqueue(frame, class)),
             Class::Deliver => {
                 if !self.gap_open() && !self.fits(len, self.budget) {
                     self.evict_ephemeral();
                 }
-                if !self.gap_open() && self.fits(len, self.budget) {
+                if !self.gap_open()
+                    && self.fits(len, self.budget)
+                    && process.fits(len, process.budget)
+                {
                     return Ok(self.enqueue(frame, class));
                 }
                 self.record_gap(&frame, now_ms)?;
@@ -140,6 +180,17 @@ impl Outbound {
                 }
             }
         }
+    }
+
+    /// Drops every queued frame, for a connection being closed as a slow consumer: it would
+    /// not read them, and the process needs the memory back now. Bytes the writer holds stay
+    /// counted until written.
+    pub fn clear(&mut self) {
+        self.dropped += self.queue.len() as u64;
+        self.queue.clear();
+        self.queued = 0;
+        self.inbox_gap = None;
+        self.conversation_gaps.clear();
     }
 
     /// Hands the writer up to `max_bytes` of frames (at least one frame if any is queued).
@@ -300,8 +351,11 @@ mod tests {
     #[test]
     fn frames_within_budget_are_queued_in_order() {
         let mut out = Outbound::new(1000, 100);
-        assert_eq!(out.push(deliver(1, 10), 0), Ok(Pushed::Queued));
-        assert_eq!(out.push(typing(), 0), Ok(Pushed::Queued));
+        assert_eq!(
+            out.push(deliver(1, 10), 0, Room::UNLIMITED),
+            Ok(Pushed::Queued)
+        );
+        assert_eq!(out.push(typing(), 0, Room::UNLIMITED), Ok(Pushed::Queued));
         let used = out.used();
         let batch = out.take(usize::MAX);
         assert_eq!(batch.len(), 2);
@@ -314,17 +368,32 @@ mod tests {
     fn ephemeral_frames_go_first_then_delivers_become_a_gap() {
         let mut out = Outbound::new(1000, 100);
         // Typing fills up to half the budget, then is dropped.
-        while out.push(typing(), 0) == Ok(Pushed::Queued) {}
+        while out.push(typing(), 0, Room::UNLIMITED) == Ok(Pushed::Queued) {}
         assert!(out.used() <= 500);
         // DELIVERs evict queued typing frames before anything is lost.
-        assert_eq!(out.push(deliver(1, 400), 0), Ok(Pushed::Queued));
-        assert_eq!(out.push(deliver(2, 400), 0), Ok(Pushed::Queued));
+        assert_eq!(
+            out.push(deliver(1, 400), 0, Room::UNLIMITED),
+            Ok(Pushed::Queued)
+        );
+        assert_eq!(
+            out.push(deliver(2, 400), 0, Room::UNLIMITED),
+            Ok(Pushed::Queued)
+        );
         assert!(out.queue.iter().all(|(_, class)| *class == Class::Deliver));
         // Then DELIVERs are dropped, and keep being dropped to keep the order.
-        assert_eq!(out.push(deliver(3, 400), 0), Ok(Pushed::Dropped));
-        assert_eq!(out.push(deliver(4, 10), 0), Ok(Pushed::Dropped));
+        assert_eq!(
+            out.push(deliver(3, 400), 0, Room::UNLIMITED),
+            Ok(Pushed::Dropped)
+        );
+        assert_eq!(
+            out.push(deliver(4, 10), 0, Room::UNLIMITED),
+            Ok(Pushed::Dropped)
+        );
         // Answers still fit in the reserve.
-        assert_eq!(out.push(bytes(Pong { nonce: 1 }), 0), Ok(Pushed::Queued));
+        assert_eq!(
+            out.push(bytes(Pong { nonce: 1 }), 0, Room::UNLIMITED),
+            Ok(Pushed::Queued)
+        );
 
         // The client reads: once there is room, the GAP names exactly what was dropped.
         let batch = out.take(usize::MAX);
@@ -340,7 +409,10 @@ mod tests {
             })]
         );
         assert_eq!(out.poll(1_000), Ok(()), "the deadline ends with the gap");
-        assert_eq!(out.push(deliver(5, 10), 0), Ok(Pushed::Queued));
+        assert_eq!(
+            out.push(deliver(5, 10), 0, Room::UNLIMITED),
+            Ok(Pushed::Queued)
+        );
     }
 
     #[test]
@@ -349,8 +421,8 @@ mod tests {
         let mut now = 0;
         let mut seq = 1;
         while out.poll(now).is_ok() {
-            out.push(deliver(seq, 100), now).unwrap();
-            out.push(typing(), now).unwrap();
+            out.push(deliver(seq, 100), now, Room::UNLIMITED).unwrap();
+            out.push(typing(), now, Room::UNLIMITED).unwrap();
             assert!(out.used() <= 10_000 + 10_000 / 4);
             seq += 1;
             now += 1;
@@ -364,13 +436,16 @@ mod tests {
         let mut out = Outbound::new(100, 500);
         let big = deliver(0, 10);
         while out.used() + big.len() <= 125 {
-            assert_eq!(out.push(bytes(Pong { nonce: 1 }), 0), Ok(Pushed::Queued));
+            assert_eq!(
+                out.push(bytes(Pong { nonce: 1 }), 0, Room::UNLIMITED),
+                Ok(Pushed::Queued)
+            );
         }
-        assert_eq!(out.push(big, 0), Ok(Pushed::Dropped));
+        assert_eq!(out.push(big, 0, Room::UNLIMITED), Ok(Pushed::Dropped));
         let answer = bytes(natter_codec::frame::Done { request: 1 });
         let mut result = Ok(Pushed::Queued);
         for _ in 0..100 {
-            result = out.push(answer.clone(), 0);
+            result = out.push(answer.clone(), 0, Room::UNLIMITED);
             if result.is_err() {
                 break;
             }
@@ -392,9 +467,18 @@ mod tests {
                 },
             })
         };
-        assert_eq!(out.push(live("g/big", 7), 0), Ok(Pushed::Queued));
-        assert_eq!(out.push(live("g/big", 8), 0), Ok(Pushed::Dropped));
-        assert_eq!(out.push(live("g/big", 9), 0), Ok(Pushed::Dropped));
+        assert_eq!(
+            out.push(live("g/big", 7), 0, Room::UNLIMITED),
+            Ok(Pushed::Queued)
+        );
+        assert_eq!(
+            out.push(live("g/big", 8), 0, Room::UNLIMITED),
+            Ok(Pushed::Dropped)
+        );
+        assert_eq!(
+            out.push(live("g/big", 9), 0, Room::UNLIMITED),
+            Ok(Pushed::Dropped)
+        );
         let used = out.used();
         out.take(usize::MAX);
         out.written(used);
@@ -407,5 +491,47 @@ mod tests {
                 to: 9
             })]
         );
+    }
+
+    #[test]
+    fn a_full_process_drops_ephemerals_then_deliveries_into_a_gap() {
+        let mut out = Outbound::new(1024 * 1024, 10_000);
+        let half_full = Room {
+            used: 600,
+            budget: 1_000,
+        };
+        assert_eq!(out.push(typing(), 0, half_full), Ok(Pushed::Dropped));
+        assert_eq!(out.push(deliver(1, 10), 0, half_full), Ok(Pushed::Queued));
+        let full = Room {
+            used: 1_000,
+            budget: 1_000,
+        };
+        assert_eq!(out.push(deliver(2, 10), 0, full), Ok(Pushed::Dropped));
+        assert_eq!(
+            out.push(bytes(Pong { nonce: 1 }), 0, full),
+            Ok(Pushed::Queued),
+            "answers are never dropped: the hub sheds the largest queues instead"
+        );
+        let taken: usize = out.take(usize::MAX).iter().map(Bytes::len).sum();
+        out.written(taken);
+        let gap = out.take(usize::MAX);
+        assert_eq!(
+            Frame::decode(gap[0].clone()).unwrap(),
+            Frame::from(Gap {
+                conversation: "".into(),
+                from: 2,
+                to: 2
+            })
+        );
+    }
+
+    #[test]
+    fn clearing_a_queue_frees_it_at_once() {
+        let mut out = Outbound::new(1024 * 1024, 10_000);
+        out.push(deliver(1, 100), 0, Room::UNLIMITED).unwrap();
+        out.push(deliver(2, 100), 0, Room::UNLIMITED).unwrap();
+        out.clear();
+        assert_eq!(out.used(), 0);
+        assert!(out.is_empty());
     }
 }

@@ -15,10 +15,12 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use natter_codec::frame::{Error, Origin, Pong, Ready};
+use natter_codec::frame::{Conversations, Error, Gap, HistoryPage, Origin, Pong, Ready};
 use natter_codec::ids::ConversationId;
-use natter_codec::types::Features;
-use natter_codec::{ErrorCode, Frame, FrameType, VERSION};
+use natter_codec::types::{Direction, EventFlags, Features};
+use natter_codec::{
+    DEFAULT_MAX_FRAME_SIZE, ErrorCode, Frame, FrameType, MAX_FRAME_SIZE_CAP, VERSION,
+};
 
 use crate::auth::{AuthError, TokenKeys};
 use crate::limits::TokenBucket;
@@ -26,6 +28,21 @@ use crate::router::{Destination, Router};
 
 /// ACK and TYPING may come this many times as often as requests.
 const CHATTER_FACTOR: f64 = 4.0;
+/// The smallest `max_frame_size` a HELLO may announce (`[NWP-3-4]`).
+const MIN_CLIENT_FRAME_SIZE: u64 = 4_096;
+/// TYPING is relayed at most once a second per conversation (`[NWP-6.2.7-2]`).
+const TYPING_INTERVAL_MS: u64 = 1_000;
+/// Conversations whose typing rate one connection tracks; past this, new ones wait.
+const MAX_TYPING_TRACKED: usize = 64;
+/// Presence subscriptions one connection may hold (`[NWP-7.9-6]`).
+pub const MAX_PRESENCE_SUBSCRIPTIONS: usize = 64;
+/// The longest presence interest (`[NWP-7.9-2]`); longer TTLs are reduced.
+const MAX_INTEREST_TTL_MS: u64 = 300_000;
+/// The most a conversation summary can take on the wire: a 160-byte id, a 256-byte title,
+/// their lengths, the kind and four 8-byte varints.
+const MAX_SUMMARY_LEN: u64 = 162 + 1 + 258 + 4 * 8;
+/// Room in a CONVERSATION_LIST for everything but its entries (type, request, cursor, count).
+const LIST_OVERHEAD: u64 = 256;
 
 /// The knobs of a session, from [`crate::config::EdgeConfig`].
 #[derive(Debug, Clone)]
@@ -83,6 +100,9 @@ pub struct InFlight {
     pub frame_type: FrameType,
     /// When the edge forwarded it.
     pub sent_ms: u64,
+    /// For HISTORY: whether it reads backward, so a page too large for the client is cut at
+    /// the end away from the anchor.
+    pub backward: bool,
 }
 
 /// What to do with a frame a broker sent for this session.
@@ -123,6 +143,16 @@ pub struct Session {
     chatter: TokenBucket,
     in_flight: HashMap<u64, InFlight>,
     draining: bool,
+    /// The largest frame the client accepts (`[NWP-3-3]`): the default until HELLO.
+    client_max_frame: u64,
+    /// When the token expires (`[NWP-5.1-8]`).
+    expires_at: u64,
+    /// Per conversation: when TYPING was last relayed, and whether it said active.
+    typing: HashMap<String, (u64, bool)>,
+    /// Per conversation: when this connection's presence interest ends.
+    presence: HashMap<String, u64>,
+    /// PRESENCE_SUBSCRIBE requests in flight, by request id: the conversation they name.
+    subscribing: HashMap<u64, String>,
 }
 
 impl Session {
@@ -147,6 +177,11 @@ impl Session {
             chatter,
             in_flight: HashMap::new(),
             draining: false,
+            client_max_frame: DEFAULT_MAX_FRAME_SIZE,
+            expires_at: u64::MAX,
+            typing: HashMap::new(),
+            presence: HashMap::new(),
+            subscribing: HashMap::new(),
         }
     }
 
@@ -173,6 +208,16 @@ impl Session {
     /// Whether requests are still awaiting answers.
     pub fn has_in_flight(&self) -> bool {
         !self.in_flight.is_empty()
+    }
+
+    /// The conversations whose presence interest this connection still holds; the driver
+    /// ends them when the connection closes (`[NWP-7.9-5]`).
+    pub fn presence_subscriptions(&self, now_ms: u64) -> Vec<String> {
+        self.presence
+            .iter()
+            .filter(|(_, until)| **until > now_ms)
+            .map(|(conversation, _)| conversation.clone())
+            .collect()
     }
 
     /// Handles one complete frame from the client.
@@ -279,12 +324,50 @@ impl Session {
             }
             if let Some(request) = frame.request().filter(|request| *request != 0) {
                 answered = self.in_flight.remove(&request);
+                if let Some(conversation) = self.subscribing.remove(&request)
+                    && frame_type == FrameType::ERROR
+                {
+                    self.presence.remove(&conversation);
+                }
             }
         }
-        ServerFrame {
-            forward: Some(raw),
-            answered,
-        }
+        let forward = if frame_len(&raw) > self.client_max_frame {
+            self.fit(raw, answered)
+        } else {
+            Some(raw)
+        };
+        ServerFrame { forward, answered }
+    }
+
+    /// Shapes a frame longer than the client's maximum so that it fits (`[NWP-7.12-3]`): a
+    /// DELIVER becomes a GAP naming its event, a HISTORY_PAGE loses events at the end away
+    /// from the anchor, and any other answer becomes LIMIT_EXCEEDED.
+    fn fit(&self, raw: Bytes, answered: Option<InFlight>) -> Option<Bytes> {
+        let frame = Frame::decode(raw).ok()?;
+        let fitted: Frame = match frame {
+            // [NWP-6.2.3-4]
+            Frame::Deliver(deliver) => Gap {
+                conversation: deliver.conversation,
+                from: deliver.event.seq,
+                to: deliver.event.seq,
+            }
+            .into(),
+            Frame::HistoryPage(page) => {
+                let backward = answered.is_none_or(|request| request.backward);
+                shorten_page(page, backward, self.client_max_frame).into()
+            }
+            other => match other.request().filter(|request| *request != 0) {
+                Some(request) => Error::new(
+                    request,
+                    ErrorCode::LIMIT_EXCEEDED,
+                    "the answer does not fit your max_frame_size",
+                )
+                .into(),
+                // A push that cannot fit carries nothing the client must have.
+                None => return None,
+            },
+        };
+        fitted.to_bytes().ok()
     }
 
     /// A link went down: every request routed to `broker` is answered UNAVAILABLE.
@@ -333,6 +416,10 @@ impl Session {
             Phase::Ready if silent >= 2 * self.config.heartbeat_ms => {
                 self.close(ErrorCode::IDLE_TIMEOUT, "no heartbeat")
             }
+            // [NWP-5.1-8]
+            Phase::Ready if now_ms >= self.expires_at => {
+                self.close(ErrorCode::TOKEN_EXPIRED, "token expired")
+            }
             _ => Vec::new(),
         }
     }
@@ -340,7 +427,7 @@ impl Session {
     /// When [`Session::poll`] next needs to run, in milliseconds since the epoch.
     pub fn next_deadline(&self) -> u64 {
         match self.phase {
-            Phase::Ready => self.heard_ms + 2 * self.config.heartbeat_ms,
+            Phase::Ready => (self.heard_ms + 2 * self.config.heartbeat_ms).min(self.expires_at),
             _ => self.opened_ms + self.config.hello_timeout_ms,
         }
     }
@@ -358,6 +445,14 @@ impl Session {
                 "this server speaks version 1",
             );
         }
+        if hello.max_frame_size < MIN_CLIENT_FRAME_SIZE {
+            // [NWP-3-4]
+            return self.close(
+                ErrorCode::PROTOCOL_VIOLATION,
+                "max_frame_size is below 4096",
+            );
+        }
+        self.client_max_frame = hello.max_frame_size.min(MAX_FRAME_SIZE_CAP);
         let claims = match keys.verify(&hello.token, now_ms) {
             Ok(claims) => claims,
             Err(AuthError::Expired) => {
@@ -372,6 +467,7 @@ impl Session {
         };
         self.user = claims.user.clone();
         self.device = claims.device.clone();
+        self.expires_at = claims.expires_at;
         self.phase = Phase::Opening {
             user: claims.user.clone(),
             device: claims.device.clone(),
@@ -433,6 +529,11 @@ impl Session {
             };
         }
         let Some(request) = request else {
+            if let Frame::Typing(typing) = &frame
+                && !self.typing_allowed(&typing.conversation, typing.active, now_ms)
+            {
+                return Vec::new();
+            }
             let limited = self.chatter.take(now_ms).is_err();
             return match router.broker_for(&destination, &self.user) {
                 Some(broker) if !limited => vec![Action::Route {
@@ -449,12 +550,34 @@ impl Session {
         let Some(broker) = router.broker_for(&destination, &self.user) else {
             return vec![Action::Reply(self.unavailable(request, "no broker").into())];
         };
+        let raw = match &frame {
+            Frame::PresenceSubscribe(subscribe) => {
+                let until = now_ms + subscribe.ttl_ms.min(MAX_INTEREST_TTL_MS);
+                if !self.hold_interest(&subscribe.conversation, until, now_ms) {
+                    return vec![Action::Reply(
+                        Error::new(
+                            request,
+                            ErrorCode::LIMIT_EXCEEDED,
+                            "at most 64 presence subscriptions per connection",
+                        )
+                        .into(),
+                    )];
+                }
+                self.subscribing
+                    .insert(request, subscribe.conversation.to_string());
+                raw
+            }
+            Frame::Conversations(list) => self.fit_conversations(list, raw),
+            _ => raw,
+        };
+        let backward = matches!(&frame, Frame::History(h) if h.direction != Direction::FORWARD);
         self.in_flight.insert(
             request,
             InFlight {
                 broker,
                 frame_type,
                 sent_ms: now_ms,
+                backward,
             },
         );
         vec![Action::Route {
@@ -462,6 +585,57 @@ impl Session {
             request: Some(request),
             frame: raw,
         }]
+    }
+
+    /// Whether a TYPING may be relayed: once a second per conversation, except that the
+    /// `false` ending a relayed `true` always goes through (`[NWP-6.2.7-2]`).
+    fn typing_allowed(&mut self, conversation: &str, active: bool, now_ms: u64) -> bool {
+        let allowed = match self.typing.get(conversation) {
+            Some((last, was_active)) => {
+                now_ms >= last + TYPING_INTERVAL_MS || (*was_active && !active)
+            }
+            None => {
+                if self.typing.len() >= MAX_TYPING_TRACKED {
+                    self.typing
+                        .retain(|_, (last, _)| now_ms < *last + TYPING_INTERVAL_MS);
+                }
+                self.typing.len() < MAX_TYPING_TRACKED
+            }
+        };
+        if allowed {
+            self.typing
+                .insert(conversation.to_string(), (now_ms, active));
+        }
+        allowed
+    }
+
+    /// Records a presence interest until `until` (or its end when `until` is now), within
+    /// the per-connection limit (`[NWP-7.9-6]`); false if the limit is reached.
+    fn hold_interest(&mut self, conversation: &str, until: u64, now_ms: u64) -> bool {
+        if until <= now_ms {
+            self.presence.remove(conversation);
+            return true;
+        }
+        if !self.presence.contains_key(conversation) {
+            self.presence.retain(|_, end| *end > now_ms);
+            if self.presence.len() >= MAX_PRESENCE_SUBSCRIPTIONS {
+                return false;
+            }
+        }
+        self.presence.insert(conversation.to_string(), until);
+        true
+    }
+
+    /// Lowers a CONVERSATIONS limit so the answer fits the client's maximum frame size
+    /// (`[NWP-6.3.3-1]`): the list's cursor is the broker's, so it cannot be cut afterwards.
+    fn fit_conversations(&self, list: &Conversations, raw: Bytes) -> Bytes {
+        let fits = (self.client_max_frame.saturating_sub(LIST_OVERHEAD) / MAX_SUMMARY_LEN).max(1);
+        if list.limit <= fits {
+            return raw;
+        }
+        let mut lowered = list.clone();
+        lowered.limit = fits;
+        Frame::from(lowered).to_bytes().unwrap_or(raw)
     }
 
     /// Why a request cannot be forwarded now, as the ERROR that answers it.
@@ -505,6 +679,38 @@ impl Session {
     }
 }
 
+/// A frame's Length: the bytes after its length prefix.
+fn frame_len(raw: &Bytes) -> u64 {
+    let prefix = raw.first().map_or(1, |first| 1usize << (first >> 6));
+    raw.len().saturating_sub(prefix) as u64
+}
+
+/// Cuts a page until it fits in `max` (`[NWP-7.5-6]`): events go from the end away from the
+/// anchor (the oldest when reading backward) so the client pages on without a hole, and an
+/// event too large alone keeps its seq with its body left out.
+fn shorten_page(mut page: HistoryPage, backward: bool, max: u64) -> HistoryPage {
+    use natter_codec::field::Field;
+    // The length prefix is counted too, which errs on the safe side by a few bytes.
+    let mut len = Frame::from(page.clone()).encoded_len() as u64;
+    while page.events.len() > 1 && len > max {
+        let dropped = if backward {
+            page.events.remove(0)
+        } else {
+            page.events.pop().unwrap_or_default()
+        };
+        len -= dropped.encoded_len() as u64;
+        page.more = true;
+    }
+    if len > max
+        && let Some(event) = page.events.first_mut()
+    {
+        event.body = Bytes::new();
+        event.content_type = "".into();
+        event.flags = event.flags | EventFlags::OMITTED;
+    }
+    page
+}
+
 /// Whether a server frame type is the terminal answer to a request.
 fn is_answer(frame_type: FrameType) -> bool {
     matches!(
@@ -522,8 +728,10 @@ fn is_answer(frame_type: FrameType) -> bool {
 #[cfg(test)]
 mod tests {
     use natter_codec::frame::{
-        Ack, Deliver, Done, Hello, Ping, Receipt, Resume, Routed, Send, SendAck, TypingUpdate,
+        Ack, Deliver, Done, GroupInfo, Hello, History, Ping, PresenceSubscribe, Receipt, Resume,
+        Routed, Send, SendAck, Typing, TypingUpdate,
     };
+    use natter_codec::types::{Member, Role};
 
     use super::*;
     use crate::config::TokenKey;
@@ -579,10 +787,10 @@ mod tests {
         })
     }
 
-    /// A session past READY for alice with the given features.
+    /// A session past READY for alice with the given features, on a token valid for a day.
     fn ready(features: Features) -> Session {
         let mut session = Session::new(7, config(), T0);
-        let token = keys().mint("alice", "phone", T0 + 60_000);
+        let token = keys().mint("alice", "phone", T0 + 86_400_000);
         let actions = session.handle_client(hello(&token, features), T0, &keys(), &router());
         let home = router().home("alice").unwrap();
         assert_eq!(
@@ -908,6 +1116,260 @@ mod tests {
         assert_eq!(
             replied_error(&actions),
             Some((1, ErrorCode::UNAVAILABLE, 500))
+        );
+    }
+
+    /// A session past READY whose HELLO announced `max_frame_size`.
+    fn ready_with_max_frame(max_frame_size: u64) -> Session {
+        let mut session = Session::new(7, config(), T0);
+        let token = keys().mint("alice", "phone", T0 + 60_000);
+        let hello = raw(Hello {
+            min_version: 1,
+            max_version: 1,
+            features: Features::NONE,
+            max_frame_size,
+            token: Bytes::copy_from_slice(token.as_bytes()),
+            agent: "".into(),
+        });
+        session.handle_client(hello, T0, &keys(), &router());
+        session.opened(0, T0);
+        session
+    }
+
+    fn forwarded(session: &mut Session, frame: impl Into<Frame>) -> Option<Frame> {
+        session
+            .handle_server(raw(frame))
+            .forward
+            .map(|bytes| Frame::decode(bytes).unwrap())
+    }
+
+    fn event(seq: u64, body: usize) -> natter_codec::types::Event {
+        natter_codec::types::Event {
+            seq,
+            body: Bytes::from(vec![b'x'; body]),
+            content_type: "text/plain".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_hello_announcing_less_than_4096_is_a_violation() {
+        let mut session = Session::new(7, config(), T0);
+        let token = keys().mint("alice", "phone", T0 + 60_000);
+        let hello = raw(Hello {
+            min_version: 1,
+            max_version: 1,
+            features: Features::NONE,
+            max_frame_size: 4_095,
+            token: Bytes::copy_from_slice(token.as_bytes()),
+            agent: "".into(),
+        });
+        let actions = session.handle_client(hello, T0, &keys(), &router());
+        assert_eq!(closed_with(&actions), Some(ErrorCode::PROTOCOL_VIOLATION));
+    }
+
+    #[test]
+    fn a_deliver_too_large_for_the_client_becomes_a_gap() {
+        let mut session = ready_with_max_frame(4_096);
+        let deliver = Deliver {
+            inbox_seq: 9,
+            conversation: "d/alice/bob".into(),
+            event: event(5, 10_000),
+        };
+        assert_eq!(
+            forwarded(&mut session, deliver),
+            Some(Frame::from(Gap {
+                conversation: "d/alice/bob".into(),
+                from: 5,
+                to: 5
+            }))
+        );
+        let small = Deliver {
+            inbox_seq: 10,
+            conversation: "d/alice/bob".into(),
+            event: event(6, 100),
+        };
+        assert!(matches!(
+            forwarded(&mut session, small),
+            Some(Frame::Deliver(_))
+        ));
+    }
+
+    #[test]
+    fn a_page_too_large_is_cut_away_from_its_anchor() {
+        for (direction, kept) in [(Direction::BACKWARD, [4, 5]), (Direction::FORWARD, [1, 2])] {
+            let mut session = ready_with_max_frame(4_096);
+            let history = History {
+                request: 3,
+                conversation: "d/alice/bob".into(),
+                anchor: 0,
+                direction,
+                limit: 5,
+            };
+            session.handle_client(raw(history), T0, &keys(), &router());
+            let page = HistoryPage {
+                request: 3,
+                conversation: "d/alice/bob".into(),
+                more: false,
+                events: (1..=5).map(|seq| event(seq, 1_500)).collect(),
+            };
+            let Some(Frame::HistoryPage(page)) = forwarded(&mut session, page) else {
+                panic!("no page");
+            };
+            let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, kept, "{direction:?}");
+            assert!(page.more);
+            assert!(Frame::from(page).encoded_len() <= 4_096);
+        }
+    }
+
+    #[test]
+    fn an_event_too_large_alone_keeps_its_seq_without_its_body() {
+        let mut session = ready_with_max_frame(4_096);
+        let page = HistoryPage {
+            request: 3,
+            conversation: "d/alice/bob".into(),
+            more: false,
+            events: vec![event(7, 10_000)],
+        };
+        let Some(Frame::HistoryPage(page)) = forwarded(&mut session, page) else {
+            panic!("no page");
+        };
+        assert_eq!(page.events[0].seq, 7);
+        assert!(page.events[0].body.is_empty());
+        assert!(page.events[0].flags.contains(EventFlags::OMITTED));
+    }
+
+    #[test]
+    fn other_answers_too_large_become_limit_exceeded() {
+        let mut session = ready_with_max_frame(4_096);
+        let info = GroupInfo {
+            request: 4,
+            conversation: "g/x".into(),
+            title: "big".into(),
+            members: (0..1_000)
+                .map(|i| Member {
+                    user: format!("member-{i}").into(),
+                    role: Role::MEMBER,
+                })
+                .collect(),
+        };
+        assert!(matches!(
+            forwarded(&mut session, info),
+            Some(Frame::Error(e)) if e.request == 4 && e.code == ErrorCode::LIMIT_EXCEEDED
+        ));
+    }
+
+    #[test]
+    fn conversations_ask_for_no_more_than_fits() {
+        let mut session = ready_with_max_frame(4_096);
+        let list = Conversations {
+            request: 2,
+            cursor: Bytes::new(),
+            limit: 200,
+        };
+        let actions = session.handle_client(raw(list), T0, &keys(), &router());
+        let [Action::Route { frame, .. }] = actions.as_slice() else {
+            panic!("{actions:?}");
+        };
+        let Ok(Frame::Conversations(routed)) = Frame::decode(frame.clone()) else {
+            panic!("not CONVERSATIONS");
+        };
+        assert!(routed.limit >= 1 && routed.limit * MAX_SUMMARY_LEN + LIST_OVERHEAD <= 4_096);
+    }
+
+    #[test]
+    fn typing_is_relayed_once_a_second_and_its_end_always() {
+        let mut session = ready(Features::TYPING);
+        let typing = |active| {
+            raw(Typing {
+                conversation: "d/alice/bob".into(),
+                active,
+            })
+        };
+        let routed = |actions: Vec<Action>| matches!(actions.as_slice(), [Action::Route { .. }]);
+        assert!(routed(session.handle_client(
+            typing(true),
+            T0,
+            &keys(),
+            &router()
+        )));
+        assert!(!routed(session.handle_client(
+            typing(true),
+            T0 + 10,
+            &keys(),
+            &router()
+        )));
+        assert!(routed(session.handle_client(
+            typing(false),
+            T0 + 20,
+            &keys(),
+            &router()
+        )));
+        assert!(!routed(session.handle_client(
+            typing(false),
+            T0 + 30,
+            &keys(),
+            &router()
+        )));
+        assert!(routed(session.handle_client(
+            typing(true),
+            T0 + 1_100,
+            &keys(),
+            &router()
+        )));
+    }
+
+    #[test]
+    fn presence_subscriptions_are_bounded_per_connection_and_listed_for_the_end() {
+        let mut session = ready(Features::PRESENCE);
+        let mut now = T0;
+        for i in 0..MAX_PRESENCE_SUBSCRIPTIONS {
+            // Spread out so the request rate limit stays out of the way.
+            now += 1_000;
+            let subscribe = PresenceSubscribe {
+                request: 1 + i as u64,
+                conversation: format!("d/alice/u{i}").into(),
+                ttl_ms: 300_000,
+            };
+            let actions = session.handle_client(raw(subscribe), now, &keys(), &router());
+            assert!(
+                matches!(actions.as_slice(), [Action::Route { .. }]),
+                "{actions:?}"
+            );
+            session.handle_server(raw(Done {
+                request: 1 + i as u64,
+            }));
+        }
+        now += 1_000;
+        let one_more = PresenceSubscribe {
+            request: 999,
+            conversation: "d/alice/zed".into(),
+            ttl_ms: 300_000,
+        };
+        let actions = session.handle_client(raw(one_more), now, &keys(), &router());
+        assert_eq!(
+            replied_error(&actions).map(|e| e.1),
+            Some(ErrorCode::LIMIT_EXCEEDED),
+            "{actions:?}"
+        );
+        assert_eq!(
+            session.presence_subscriptions(now).len(),
+            MAX_PRESENCE_SUBSCRIPTIONS
+        );
+        assert!(session.presence_subscriptions(now + 300_000).is_empty());
+    }
+
+    #[test]
+    fn a_connection_ends_when_its_token_expires() {
+        let mut session = ready_with_max_frame(65_536);
+        // Heard from recently, so only the token's expiry (T0 + 60 s) can end it.
+        session.handle_client(raw(Ping { nonce: 1 }), T0 + 50_000, &keys(), &router());
+        assert!(session.poll(T0 + 59_999).is_empty());
+        assert_eq!(session.next_deadline(), T0 + 60_000);
+        assert_eq!(
+            closed_with(&session.poll(T0 + 60_000)),
+            Some(ErrorCode::TOKEN_EXPIRED)
         );
     }
 }
