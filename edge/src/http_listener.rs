@@ -83,7 +83,8 @@ pub async fn serve(
         };
         let Some(slot) = admit(&process, &http, &reserve) else {
             hub.metrics.http_refused.inc();
-            hub.refuse(refuse(stream));
+            // Under a flood, beyond the refusals under way, the socket is just closed.
+            hub.refuse(refuse(stream), || {});
             continue;
         };
         connections.spawn(connection(

@@ -171,13 +171,21 @@ impl Hub {
     }
 
     /// Runs a refusal (an error written to a connection there is no room for) in the
-    /// background, or drops the connection at once when too many refusals are under way.
-    pub fn refuse(&self, refusal: impl Future<Output = ()> + Send + 'static) {
-        if let Ok(permit) = self.refusals.clone().try_acquire_owned() {
-            tokio::spawn(async move {
-                refusal.await;
-                drop(permit);
-            });
+    /// background; when too many are under way, `fallback` runs at once instead (it must not
+    /// wait: it writes what fits in the socket's buffer, then the connection is dropped).
+    pub fn refuse(
+        &self,
+        refusal: impl Future<Output = ()> + Send + 'static,
+        fallback: impl FnOnce(),
+    ) {
+        match self.refusals.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    refusal.await;
+                    drop(permit);
+                });
+            }
+            Err(_) => fallback(),
         }
     }
 

@@ -104,6 +104,11 @@ impl Edge {
         }
         let mut config = config;
         config.limits.resolve();
+        info!(
+            max_connections = config.limits.max_connections,
+            max_http_connections = config.limits.http_connections(),
+            "connection limits"
+        );
         let max_frame = config.limits.max_frame_size;
         if !(1024..=natter_codec::MAX_FRAME_SIZE_CAP).contains(&max_frame) {
             return Err(invalid(

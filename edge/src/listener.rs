@@ -11,7 +11,9 @@ use natter_codec::frame::Error;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::AsyncWriteExt;
+use std::io::Write as _;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -93,7 +95,18 @@ pub async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             hub.count_error(ErrorCode::TOO_MANY_CONNECTIONS);
-            hub.refuse(refuse(stream, tls.is_none()));
+            let plain = tls.is_none();
+            match stream.into_std() {
+                Ok(stream) => {
+                    let fallback = stream.try_clone();
+                    hub.refuse(refuse(stream, plain), move || {
+                        if let (Ok(stream), true) = (fallback, plain) {
+                            let _ = (&stream).write(&full_error());
+                        }
+                    });
+                }
+                Err(error) => warn!(%error, "could not refuse a connection"),
+            }
             continue;
         };
         let hub = hub.clone();
@@ -146,13 +159,30 @@ async fn handle(
     drop(permit);
 }
 
-/// Tells a plain-TCP client over the process limit why it is closed.
-async fn refuse(mut stream: TcpStream, plain: bool) {
+/// The ERROR a client over the process limit gets.
+fn full_error() -> Vec<u8> {
+    let error = Error::new(0, ErrorCode::TOO_MANY_CONNECTIONS, "server is full");
+    natter_codec::Frame::from(error)
+        .to_bytes()
+        .map(|bytes| bytes.to_vec())
+        .unwrap_or_default()
+}
+
+/// Tells a plain-TCP client over the process limit why it is closed, then reads what it
+/// sent: closing with unread bytes would reset the connection and could lose the ERROR.
+async fn refuse(stream: std::net::TcpStream, plain: bool) {
+    let Ok(mut stream) = TcpStream::from_std(stream) else {
+        return;
+    };
     if plain {
-        let error = Error::new(0, ErrorCode::TOO_MANY_CONNECTIONS, "server is full");
-        if let Ok(bytes) = natter_codec::Frame::from(error).to_bytes() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
-        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            stream.write_all(&full_error()).await?;
+            stream.shutdown().await?;
+            let mut sink = [0; 1024];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, io::Error>(())
+        })
+        .await;
     }
 }
 

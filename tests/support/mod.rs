@@ -35,6 +35,8 @@ pub struct Server {
     /// The TLS address, when the server was started with `--tls`.
     pub tls: Option<String>,
     extra: Vec<String>,
+    /// The file-descriptor limit the server runs under, when the test sets one.
+    nofile: Option<u64>,
     /// Starts so far; each run logs to its own file beside the data directory.
     runs: u32,
 }
@@ -42,9 +44,18 @@ pub struct Server {
 impl Server {
     /// Starts a server on free loopback ports with a data directory under `dir`.
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::launch(dir, extra, None)
+    }
+
+    /// Starts a server whose file-descriptor limit (soft and hard) is `nofile`.
+    pub fn start_with_nofile(dir: &Path, nofile: u64) -> Self {
+        Self::launch(dir, &[], Some(nofile))
+    }
+
+    fn launch(dir: &Path, extra: &[&str], nofile: Option<u64>) -> Self {
         let data_dir = dir.join("data");
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, ready) = spawn(&data_dir, "127.0.0.1:0", "127.0.0.1:0", &extra, 0);
+        let (child, ready) = spawn(&data_dir, "127.0.0.1:0", "127.0.0.1:0", &extra, nofile, 0);
         let address = |key: &str| ready[key].as_str().map(str::to_string);
         Self {
             child,
@@ -53,6 +64,7 @@ impl Server {
             http: address("http").expect("an HTTP address"),
             tls: address("tls"),
             extra,
+            nofile,
             runs: 1,
         }
     }
@@ -103,6 +115,7 @@ impl Server {
             &self.tcp,
             &self.http,
             &self.extra,
+            self.nofile,
             self.runs,
         );
         assert_eq!(ready["tcp"].as_str(), Some(self.tcp.as_str()));
@@ -144,11 +157,25 @@ fn spawn(
     tcp: &str,
     http: &str,
     extra: &[String],
+    nofile: Option<u64>,
     run: u32,
 ) -> (Child, serde_json::Value) {
     let log_path = data_dir.with_extension(format!("log.{run}"));
     let log = std::fs::File::create(&log_path).expect("create the server log");
-    let mut child = Command::new(natter())
+    // A descriptor limit is set by a shell around the server: the workspace forbids the
+    // unsafe code setrlimit in pre_exec would need.
+    let mut command = match nofile {
+        None => Command::new(natter()),
+        Some(limit) => {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                .arg(natter());
+            shell
+        }
+    };
+    let mut child = command
         .args([
             "serve",
             "--print-ready",
