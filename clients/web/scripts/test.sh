@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the node packages, type-checks, builds the page, runs the unit tests (every vector in
-# spec/vectors, client logic), and, given the natter binary, the browser end-to-end test.
+# Installs the node packages when the lock file changed, type-checks, builds the page, runs the
+# unit tests (every vector in spec/vectors, client logic, the page's model), and, given the natter
+# binary, the end-to-end tests (the client from node, the page in chromium).
 #
 #   clients/web/scripts/test.sh [path/to/natter]
 set -euo pipefail
@@ -12,7 +13,13 @@ if [[ -n "${1:-}" ]]; then
 fi
 cd "$(dirname "$0")/.."
 
-npm ci --no-audit --no-fund --loglevel=error
+# Install only when the lock file changed since the last install, so a second run works offline.
+# `npm ci` empties node_modules first, the stamp with it.
+stamp=node_modules/.installed
+if [[ ! -e "$stamp" || package-lock.json -nt "$stamp" || package.json -nt "$stamp" ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
 npx prettier --check . --log-level=warn
 npx tsc --noEmit -p .
 node scripts/build.mjs
