@@ -13,6 +13,7 @@ import {
   type Kind,
   RECORDS,
   decodeFrame,
+  decodeMessage,
   encodeFrame,
 } from '../src/codec/index.js';
 
@@ -21,7 +22,7 @@ const VECTORS = new URL('../../../../spec/vectors/', import.meta.url);
 interface Vector {
   file: string;
   name: string;
-  mode: 'stream' | 'nested';
+  mode: 'stream' | 'nested' | 'message';
   maxFrameSize: bigint;
   roundtrip: boolean;
   input: Uint8Array;
@@ -158,6 +159,8 @@ function check(vector: Vector): void {
     const expected = frameFromJson(vector.decoded);
     if (vector.mode === 'nested') {
       assert.deepEqual(decodeFrame(input), expected);
+    } else if (vector.mode === 'message') {
+      assert.deepEqual(decodeMessage(input, vector.maxFrameSize), expected);
     } else {
       for (const pieces of splits(input)) {
         const { frame, left } = readStream(vector, pieces);
@@ -173,6 +176,13 @@ function check(vector: Vector): void {
   if (vector.mode === 'nested') {
     assert.equal(
       errorKind(() => decodeFrame(input)),
+      vector.expect,
+    );
+    return;
+  }
+  if (vector.mode === 'message') {
+    assert.equal(
+      errorKind(() => decodeMessage(input, vector.maxFrameSize)),
       vector.expect,
     );
     return;

@@ -23,10 +23,9 @@ import {
   Role,
   VERSION,
   closesConnection,
-  decodeFrame,
+  decodeMessage,
   encodeFrame,
   enumName,
-  frameSize,
   isRetryable,
 } from '../codec/index.js';
 import { Emitter } from './emitter.js';
@@ -544,8 +543,7 @@ export class Client extends Emitter<ClientEvents> {
     let frame: Frame;
     try {
       const limit = this.ready ? MAX_FRAME_SIZE : DEFAULT_MAX_FRAME_SIZE;
-      if (frameSize(data, limit) === null) throw new DecodeError('truncated');
-      frame = decodeFrame(data);
+      frame = decodeMessage(data, limit);
     } catch (error) {
       if (error instanceof DecodeError) return this.violation(error);
       throw error;

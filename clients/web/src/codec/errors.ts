@@ -6,7 +6,8 @@ export type DecodeErrorKind =
   | 'non_minimal_varint'
   | 'invalid_utf8'
   | 'invalid_flag'
-  | 'trailing_data';
+  | 'trailing_data'
+  | 'not_one_frame';
 
 /** A decode failure. Every kind is a connection error (spec section 10). */
 export class DecodeError extends Error {

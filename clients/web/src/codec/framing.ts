@@ -32,6 +32,18 @@ export function frameSize(bytes: Uint8Array, maxFrameSize: bigint): number | nul
 }
 
 /**
+ * Decodes one WebSocket message, which carries exactly one whole frame (`[NWP-5.6-2]`): a
+ * message holding less or more is `not_one_frame`, never an incomplete frame to be continued.
+ */
+export function decodeMessage(bytes: Uint8Array, maxFrameSize: bigint): Frame {
+  const size = frameSize(bytes, maxFrameSize);
+  if (size !== bytes.length) {
+    throw new DecodeError('not_one_frame', 'a WebSocket message must hold exactly one frame');
+  }
+  return decodeFrame(bytes);
+}
+
+/**
  * Reads frames from a byte stream that arrives in chunks of any size.
  *
  * `next()` returns `null` while the next frame is incomplete, which is an expected condition,

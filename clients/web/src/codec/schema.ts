@@ -377,6 +377,7 @@ export const FRAMES = {
       ['session', 'varint'],
       ['ttl_ms', 'varint'],
       ['users', texts],
+      ['conversation', 'text'],
     ],
   },
   FETCH: {
