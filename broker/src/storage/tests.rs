@@ -38,6 +38,17 @@ impl TestBackend for SledStorage {
     }
     fn reopen(self, dir: &Path) -> Self {
         drop(self);
+        // sled's flusher thread lets go of the database's file lock a moment after the last
+        // handle drops; on a loaded machine the reopen can come first.
+        for _ in 0..100 {
+            match SledStorage::open(dir) {
+                Ok(storage) => return storage,
+                Err(error) if error.to_string().contains("could not acquire lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => panic!("open sled: {error}"),
+            }
+        }
         <Self as TestBackend>::open(dir)
     }
     fn put_raw(&self, key: &[u8], record: &[u8]) {
