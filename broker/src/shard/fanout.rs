@@ -2,6 +2,10 @@
 //! cursor per conversation and home broker so nothing acknowledged to a sender is lost on
 //! the way to an inbox.
 //!
+//! The recipients homed on the owner itself are written in the same batch as the event, so an
+//! accepted message is one durable commit; a cursor is only needed for other home brokers
+//! (and, after a restart, for this one until it drains what an older version left pending).
+//!
 //! A cursor exists only while a home broker has events to acknowledge. The owner keeps at
 //! most [`WINDOW`] FANOUTs unacknowledged per cursor; after a restart or when the link to the
 //! home broker comes back, it sends again from the acknowledged seq. Home brokers ignore what
@@ -92,6 +96,18 @@ impl Shard {
         for (home, users) in self.by_home(users) {
             let key = (conv.id.clone(), home.clone());
             let pending = self.fanout.pending.contains_key(&key);
+            if home == self.node && !pending {
+                // This node's own inboxes are written in the batch that appends the event:
+                // one durable commit per message, no cursor, no FANOUT to itself.
+                let fanout = Fanout {
+                    conversation: conv.id.clone().into(),
+                    inbox: on_write,
+                    users: users.into_iter().map(Into::into).collect(),
+                    event: event.clone(),
+                };
+                self.write_inboxes(&fanout)?;
+                continue;
+            }
             if !on_write && !pending {
                 let fanout = Fanout {
                     conversation: conv.id.clone().into(),

@@ -54,26 +54,40 @@ impl Shard {
 
     /// FANOUT from a conversation owner: append inbox entries (or only push live), then ack.
     pub(super) fn apply_fanout(&mut self, from: &str, fanout: Fanout) -> Result<(), Reject> {
-        let conversation = fanout.conversation.clone();
-        let event = fanout.event;
-        for user in fanout.users {
+        self.write_inboxes(&fanout)?;
+        if fanout.inbox {
+            let ack = FanoutAck {
+                conversation: fanout.conversation,
+                seq: fanout.event.seq,
+            };
+            self.send(Dest::Node(from.to_string()), ack.into());
+        }
+        Ok(())
+    }
+
+    /// Appends an event to the inboxes (or, for fan-out on read, the summaries) of the
+    /// recipients homed here, and pushes it to their live sessions once durable.
+    pub(super) fn write_inboxes(&mut self, fanout: &Fanout) -> Result<(), Reject> {
+        let conversation = &fanout.conversation;
+        let event = &fanout.event;
+        for user in &fanout.users {
             if !self.is_mine(self.ring.home(&user)) {
                 continue;
             }
             if !fanout.inbox {
                 // Fan-out on read stores no inbox entry, but CONVERSATIONS must still show the
                 // group's newest seq and unread count, as for any other conversation.
-                self.summarize(&user, &conversation, &event)?;
-                self.deliver_live(&user, 0, &conversation, &event);
+                self.summarize(user, conversation, event)?;
+                self.deliver_live(user, 0, conversation, event);
                 continue;
             }
-            let applied_key = keys::applied(&user, &conversation);
+            let applied_key = keys::applied(user, conversation);
             let applied: u64 = self.store.record(&applied_key)?.unwrap_or(0);
             if event.seq <= applied {
                 continue;
             }
             self.store.put_record(applied_key, &event.seq);
-            let mut meta = self.inbox_meta(&user)?;
+            let mut meta = self.inbox_meta(user)?;
             meta.head += 1;
             let entry = InboxEntry {
                 conversation: conversation.clone(),
@@ -81,20 +95,13 @@ impl Shard {
                 kind: event.kind,
                 added: self.now,
             };
-            self.store.put_record(keys::entry(&user, meta.head), &entry);
-            self.store.put_record(keys::inbox(&user), &meta);
-            self.summarize(&user, &conversation, &event)?;
-            self.deliver_live(&user, meta.head, &conversation, &event);
-            if !self.sessions.is_online(&user) {
-                self.notify_offline(&user, &conversation, event.seq, meta.head)?;
+            self.store.put_record(keys::entry(user, meta.head), &entry);
+            self.store.put_record(keys::inbox(user), &meta);
+            self.summarize(user, conversation, event)?;
+            self.deliver_live(user, meta.head, conversation, event);
+            if !self.sessions.is_online(user) {
+                self.notify_offline(user, conversation, event.seq, meta.head)?;
             }
-        }
-        if fanout.inbox {
-            let ack = FanoutAck {
-                conversation,
-                seq: event.seq,
-            };
-            self.send(Dest::Node(from.to_string()), ack.into());
         }
         Ok(())
     }
