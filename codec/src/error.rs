@@ -33,9 +33,9 @@ open_enum! {
         INTERNAL_ERROR = 0x0b,
         /// A field's value is not acceptable (a bad id, an unknown kind, a zero limit).
         INVALID_REQUEST = 0x10,
-        /// The conversation, group or user does not exist.
+        /// The conversation, group or target does not exist, or the user is not a member of it.
         NOT_FOUND = 0x11,
-        /// The user may not do this (not a member, not an admin).
+        /// The user is a member but may not do this (not an admin, not the author).
         FORBIDDEN = 0x12,
         /// A body, title or list is longer than the server allows.
         PAYLOAD_TOO_LARGE = 0x13,

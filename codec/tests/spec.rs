@@ -54,12 +54,42 @@ fn table_rows(doc: &str, first: impl Fn(&str) -> bool) -> Vec<Vec<String>> {
         .collect()
 }
 
-#[test]
-fn every_rule_cited_in_the_codec_exists() {
-    let defined: BTreeSet<String> = defined_rules(&protocol()).into_iter().collect();
-    let src = manifest_path("src");
-    for entry in std::fs::read_dir(&src).unwrap() {
+/// The Rust sources of the workspace that cite rules: every `.rs` file under these
+/// directories, relative to the repository root.
+const CITING_SOURCES: [&str; 7] = [
+    "codec/src",
+    "edge/src",
+    "broker/src",
+    "src",
+    "conformance/src",
+    "clients/rust/src",
+    "tests",
+];
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_rule_cited_in_the_code_exists() {
+    let defined: BTreeSet<String> = defined_rules(&protocol()).into_iter().collect();
+    let mut files = Vec::new();
+    for dir in CITING_SOURCES {
+        rust_files(&manifest_path(&format!("../{dir}")), &mut files);
+    }
+    assert!(files.len() > 20, "only {} source files found", files.len());
+    for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         for id in rule_ids(&text) {
             assert!(
@@ -67,6 +97,40 @@ fn every_rule_cited_in_the_codec_exists() {
                 "{path:?} cites {id}, not in PROTOCOL.md"
             );
         }
+    }
+}
+
+#[test]
+fn every_listed_rule_says_where_it_is_observable() {
+    // Section 13.2: rule | target | observable | section | about. natter-conformance counts
+    // its coverage against the `server` rows, so the column must be right for every rule.
+    let rows = table_rows(&protocol(), |cell| cell.starts_with("NWP-"));
+    assert!(rows.len() > 100, "only {} rules listed", rows.len());
+    for row in rows {
+        assert_eq!(row.len(), 5, "{row:?}");
+        let (id, target, observable) = (&row[0], &row[1], &row[2]);
+        let targets: Vec<&str> = target.split_whitespace().collect();
+        assert!(
+            !targets.is_empty() && targets.iter().all(|t| ["C", "S", "N"].contains(t)),
+            "{id}: target {target:?}"
+        );
+        let consistent = match observable.as_str() {
+            "server" => targets.contains(&"S"),
+            "client" => targets.contains(&"C"),
+            "link" => targets.contains(&"N"),
+            "none" => true,
+            other => panic!("{id}: observable {other:?} is not server, client, link or none"),
+        };
+        assert!(
+            consistent,
+            "{id}: observable {observable} but target {target}"
+        );
+        let section = id[4..].rsplit_once('-').unwrap().0;
+        assert!(
+            row[3].starts_with(&format!("{section} ")),
+            "{id} is listed under section {:?}",
+            row[3]
+        );
     }
 }
 

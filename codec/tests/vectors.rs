@@ -20,19 +20,58 @@ const DECODE_ERRORS: [DecodeError; 7] = [
     DecodeError::TrailingData,
 ];
 
+/// Errors of a transport message rather than of the bytes of a frame: they have no
+/// [`DecodeError`], and a new one must be added here and get a vector.
+const MESSAGE_ERRORS: [&str; 1] = ["not_one_frame"];
+
+/// Why decoding a vector failed: a decode error, or a message that is not one frame.
+#[derive(Debug, Clone, PartialEq)]
+enum Failure {
+    Decode(DecodeError),
+    /// `[NWP-5.6-2]`: a WebSocket message holding less or more than one frame.
+    NotOneFrame,
+}
+
+impl Failure {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Decode(error) => error.vector_name(),
+            Self::NotOneFrame => MESSAGE_ERRORS[0],
+        }
+    }
+}
+
+impl From<DecodeError> for Failure {
+    fn from(error: DecodeError) -> Self {
+        Self::Decode(error)
+    }
+}
+
 /// Decodes a vector's whole input the way its mode says; for a stream, also returns what is
 /// left in the buffer.
-fn decode(vector: &Vector) -> (Result<Option<Frame>, DecodeError>, usize) {
+fn decode(vector: &Vector) -> (Result<Option<Frame>, Failure>, usize) {
     match vector.mode {
         Mode::Stream => {
             let mut buf = BytesMut::from(&vector.bytes[..]);
-            let result = decode_frame(&mut buf, vector.max_frame_size);
+            let result = decode_frame(&mut buf, vector.max_frame_size).map_err(Failure::from);
             (result, buf.len())
         }
         Mode::Nested => (
-            Frame::decode(Bytes::copy_from_slice(&vector.bytes)).map(Some),
+            Frame::decode(Bytes::copy_from_slice(&vector.bytes))
+                .map(Some)
+                .map_err(Failure::from),
             0,
         ),
+        Mode::Message => (decode_message(&vector.bytes, vector.max_frame_size), 0),
+    }
+}
+
+/// Decodes one WebSocket message the way `[NWP-5.6-2]` says: exactly one whole frame.
+fn decode_message(message: &[u8], max_frame_size: u64) -> Result<Option<Frame>, Failure> {
+    let mut buf = BytesMut::from(message);
+    match split_frame(&mut buf, max_frame_size)? {
+        Some(frame) if buf.is_empty() => Ok(Some(Frame::decode(frame)?)),
+        _ => Err(Failure::NotOneFrame),
     }
 }
 
@@ -45,7 +84,7 @@ fn valid_vectors_decode_to_their_value_and_reencode_to_their_bytes() {
         };
         let (result, left) = decode(&vector);
         let frame = result
-            .unwrap_or_else(|e| panic!("{}: {e}", vector.id()))
+            .unwrap_or_else(|e| panic!("{}: {e:?}", vector.id()))
             .unwrap_or_else(|| panic!("{}: incomplete", vector.id()));
         let value: Value = serde_json::to_value(&frame).unwrap();
         assert_eq!(&value, expected, "{}", vector.id());
@@ -136,6 +175,34 @@ fn valid_vectors_decode_when_split_at_every_byte_boundary() {
 }
 
 #[test]
+fn message_vectors_hold_one_frame_or_fail_as_a_stream_would_not() {
+    // [NWP-5.6-2]: a message that is not one frame would be fine on a stream (two frames, or
+    // an incomplete one); the message mode is what refuses it.
+    let mut checked = 0;
+    for vector in load_all() {
+        if vector.mode != Mode::Message {
+            continue;
+        }
+        assert!(
+            vector.expect != Expect::Incomplete && vector.trailing == 0,
+            "{}: a message is never incomplete and has no trailing bytes",
+            vector.id()
+        );
+        if vector.expect == Expect::Error("not_one_frame".into()) {
+            let mut buf = BytesMut::from(&vector.bytes[..]);
+            let stream = decode_frame(&mut buf, vector.max_frame_size);
+            assert!(
+                matches!(stream, Ok(None)) || (matches!(stream, Ok(Some(_))) && !buf.is_empty()),
+                "{}: as a stream this is {stream:?}",
+                vector.id()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} message vectors");
+}
+
+#[test]
 fn incomplete_vectors_ask_for_more() {
     for vector in load_all()
         .into_iter()
@@ -156,7 +223,7 @@ fn invalid_vectors_give_the_named_error() {
         };
         let (result, _) = decode(&vector);
         let error = result.expect_err(&vector.id());
-        assert_eq!(error.vector_name(), name, "{}: {error}", vector.id());
+        assert_eq!(error.name(), name, "{}: {error:?}", vector.id());
     }
 }
 
@@ -213,8 +280,18 @@ fn vectors_cover_every_frame_type_and_every_decode_error() {
             _ => None,
         })
         .collect();
-    let known: BTreeSet<&str> = DECODE_ERRORS.iter().map(|e| e.vector_name()).collect();
+    let known: BTreeSet<&str> = DECODE_ERRORS
+        .iter()
+        .map(|e| e.vector_name())
+        .chain(MESSAGE_ERRORS)
+        .collect();
     assert_eq!(errors, known);
+    for mode in [Mode::Stream, Mode::Nested, Mode::Message] {
+        assert!(
+            vectors.iter().any(|v| v.mode == mode),
+            "no vector of mode {mode:?}"
+        );
+    }
 
     assert!(
         vectors

@@ -1,52 +1,82 @@
 //! `natter-conformance --addr HOST:PORT --token-cmd '...'`: checks a server against the spec.
 
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 use clap::Parser;
-use natter_conformance::{Failure, Target, TokenSource, run};
+use natter_conformance::{DEFAULT_JOBS, Failure, Target, TokenSource, coverage, run_with};
 
 #[derive(Parser)]
 #[command(about = "Drives a natter server through the spec's scenarios, rule by rule")]
 struct Cli {
     /// The server's native TCP address.
+    #[arg(long, required_unless_present = "coverage")]
+    addr: Option<String>,
+    /// The server's WebSocket endpoint, `HOST:PORT/PATH` (the path defaults to /ws); the
+    /// WebSocket scenarios are skipped without it.
     #[arg(long)]
-    addr: String,
-    /// A shell command that prints a token; `{user}` and `{device}` are replaced.
-    /// For natter: `natter token --user {user} --device {device}`.
-    #[arg(long)]
-    token_cmd: String,
+    ws: Option<String>,
+    /// A shell command that prints a token; `{user}`, `{device}` and `{ttl_secs}` (the token's
+    /// validity in seconds) are replaced. Without `{ttl_secs}` the scenarios that need a
+    /// short-lived token are skipped. For natter:
+    /// `natter token --user {user} --device {device} --ttl-secs {ttl_secs}`.
+    #[arg(long, required_unless_present = "coverage")]
+    token_cmd: Option<String>,
     /// Run only the scenarios whose name contains this.
     #[arg(long, default_value = "")]
     filter: String,
+    /// How many scenarios run at once.
+    #[arg(long, default_value_t = DEFAULT_JOBS)]
+    jobs: usize,
+    /// Print which server-observable rules of the spec have a scenario, and exit.
+    #[arg(long)]
+    coverage: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let template = cli.token_cmd;
-    let tokens = TokenSource(Box::new(move |user: &str, device: &str| {
-        let command = template.replace("{user}", user).replace("{device}", device);
-        let output = Command::new("sh")
-            .args(["-c", &command])
-            .output()
-            .map_err(|e| Failure::new(format!("token command: {e}")))?;
-        if !output.status.success() {
-            return Err(Failure::new(format!(
-                "token command failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
-    }));
-    let outcomes = run(
-        &Target {
-            addr: cli.addr,
-            tokens,
+    if cli.coverage {
+        println!("{}", coverage());
+        return ExitCode::SUCCESS;
+    }
+    let (Some(addr), Some(template)) = (cli.addr, cli.token_cmd) else {
+        return ExitCode::FAILURE;
+    };
+    let tokens = TokenSource(Box::new(
+        move |user: &str, device: &str, validity: Duration| {
+            if !template.contains("{ttl_secs}") && validity != natter_conformance::TOKEN_VALIDITY {
+                return Err(Failure::skip(
+                    "--token-cmd has no {ttl_secs}: cannot mint a short-lived token",
+                ));
+            }
+            let command = template
+                .replace("{user}", user)
+                .replace("{device}", device)
+                .replace("{ttl_secs}", &validity.as_secs().to_string());
+            let output = Command::new("sh")
+                .args(["-c", &command])
+                .output()
+                .map_err(|e| Failure::new(format!("token command: {e}")))?;
+            if !output.status.success() {
+                return Err(Failure::new(format!(
+                    "token command failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )));
+            }
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
         },
-        &cli.filter,
-    )
-    .await;
-    if outcomes.iter().all(|o| o.result.is_ok()) {
+    ));
+    let target = Target {
+        addr,
+        ws: cli.ws,
+        tokens,
+    };
+    let outcomes = run_with(&target, &cli.filter, cli.jobs).await;
+    if outcomes
+        .iter()
+        .all(|o| o.result.as_ref().is_ok() || o.result.as_ref().is_err_and(Failure::is_skip))
+    {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

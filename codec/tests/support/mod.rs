@@ -14,6 +14,8 @@ pub enum Mode {
     Stream,
     /// The value of a nested-frame field: exactly one frame.
     Nested,
+    /// One WebSocket message: exactly one frame, length prefix included (`[NWP-5.6-2]`).
+    Message,
 }
 
 /// What decoding a vector's input must give.
@@ -106,6 +108,7 @@ pub fn parse(file: &str, text: &str) -> Vec<Vector> {
                     mode = match value {
                         "stream" => Mode::Stream,
                         "nested" => Mode::Nested,
+                        "message" => Mode::Message,
                         _ => panic!("{name}: mode {value}"),
                     }
                 }
