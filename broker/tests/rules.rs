@@ -715,6 +715,26 @@ fn a_user_who_never_wrote_looks_like_one_who_does_not_exist() {
 }
 
 #[test]
+fn an_expired_interest_hears_nothing_even_before_it_is_swept() {
+    let mut c = Cluster::new(1, |_| {});
+    let alice = online(&mut c, "alice", "phone");
+    let bob = online(&mut c, "bob", "phone");
+    let conv = ids::direct_conversation("alice", "bob");
+    c.call(bob, send(1, &conv, 1, "hi"));
+    c.take(alice);
+    // A tick sweeps expired interests every second: line one up, then let the interest
+    // lapse before the next.
+    c.advance(1_000);
+    c.advance(1_000);
+    c.call(alice, subscribe(2, &conv, 500));
+    c.take(alice);
+    c.advance(600);
+    c.disconnect(bob);
+    c.settle();
+    assert!(statuses(&c.take(alice)).is_empty());
+}
+
+#[test]
 fn interest_ends_with_the_membership_that_allowed_it() {
     let mut c = Cluster::new(3, |_| {});
     let owner = online(&mut c, "olga", "phone");
@@ -998,6 +1018,22 @@ fn conversations_are_listed_newest_first_in_pages() {
     let second = page(&mut c, first.next_cursor.clone());
     assert_eq!(names(&second), ["d/alice/bob"]);
     assert!(second.next_cursor.is_empty());
+}
+
+#[test]
+fn a_cursor_the_server_did_not_make_is_refused() {
+    let mut c = Cluster::new(1, |_| {});
+    let alice = online(&mut c, "alice", "phone");
+    let list = Conversations {
+        request: 1,
+        cursor: Bytes::from_static(b"not a cursor of yours"),
+        limit: 10,
+    };
+    // [NWP-6.3.3-1]
+    assert_eq!(
+        error_code(&c.call(alice, list)),
+        Some(ErrorCode::INVALID_REQUEST)
+    );
 }
 
 #[test]

@@ -247,9 +247,12 @@ impl Shard {
         let Some(interested) = self.sessions.interests.get(user) else {
             return;
         };
+        // Expired interests wait for the tick to be removed; they must not hear this one.
+        let now = self.now;
         let targets: BTreeSet<(String, u64)> = interested
-            .keys()
-            .map(|(edge, session, _)| (edge.clone(), *session))
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|((edge, session, _), _)| (edge.clone(), *session))
             .collect();
         let presence = match self.presence_of(user) {
             Ok(presence) => Frame::from(presence),

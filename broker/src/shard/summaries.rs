@@ -83,6 +83,13 @@ impl Shard {
                 "limit must not be 0",
             ));
         }
+        if !list.cursor.is_empty() && !is_cursor(&list.cursor) {
+            // [NWP-6.3.3-1]
+            return Err(Reject::new(
+                ErrorCode::INVALID_REQUEST,
+                "not a cursor this server made",
+            ));
+        }
         let (start, end) = keys::summaries(&client.user);
         let mut summaries = self
             .store
@@ -117,6 +124,13 @@ impl Shard {
 /// The sort key: newest first means descending timestamp, then descending id for ties.
 fn order(summary: &Summary) -> (u64, &[u8]) {
     (summary.last_timestamp, summary.conversation.as_bytes())
+}
+
+/// Whether `cursor` has the shape [`cursor_of`] gives: a timestamp, then a conversation id.
+fn is_cursor(cursor: &[u8]) -> bool {
+    cursor.len() > 8
+        && std::str::from_utf8(&cursor[8..])
+            .is_ok_and(|id| natter_codec::ids::ConversationId::parse(id).is_some())
 }
 
 /// A cursor that sorts like [`order`]: big-endian timestamp, then the id.
