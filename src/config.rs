@@ -87,7 +87,8 @@ pub const DEFAULT_CONFIG: &str = r#"# natter configuration. Every key is optiona
 # Flags and NATTER_* environment variables override the file (see `natter serve --help`).
 # docs/configuration.md describes every key.
 
-# Storage and the generated token secret (serve mode) live here.
+# Storage (serve and broker) and the generated token secret (serve) live here; an edge has
+# no use for it.
 data_dir = "natter-data"
 
 [log]
@@ -191,17 +192,33 @@ backend = "redb"
 # webhook_url = "http://127.0.0.1:9000/push"
 
 [broker.limits]
+# Largest frame accepted on a link (edge or broker), in bytes.
 link_frame_size = 16777216
+# Largest message body, in bytes; larger: PAYLOAD_TOO_LARGE.
 body = 16384
+# Longest content type, in bytes.
 content_type = 128
+# Longest group title, in bytes.
 title = 256
+# Most events in one HISTORY page.
 history_page = 200
+# Most bytes of events in one HISTORY page, so a page fits a client's default 64 KiB frame;
+# a page always holds at least one event.
+history_page_bytes = 49152
+# Most members in a group.
 group_members = 5000
+# Groups with more members fan out on read (no inbox entries) instead of on write.
 fanout_threshold = 500
+# Longest presence interest, in milliseconds; longer TTLs are cut to this.
 interest_ttl_ms = 300000
+# Most sessions one user may hold at this broker, over all edges.
 sessions_per_user = 64
+# Inbox entries every device has acked are kept this long, in milliseconds (7 days).
 retention_ms = 604800000
+# Most inbox entries replayed per round after a RESUME.
 replay_page = 256
+# Frames queued per link before the link is closed as stuck; sized for the burst one group
+# commit releases (a message to a 500-member group is 500 pushes).
 link_queue = 65536
 "#;
 
@@ -222,6 +239,32 @@ mod tests {
         assert_eq!(printed.broker, default.broker);
         let edge = |config: &Config| toml::to_string(&config.edge).unwrap();
         assert_eq!(edge(&printed), edge(&default));
+    }
+
+    /// Every key of the printed file has a comment right above it (or shares the comment of
+    /// the key before it), and every limit the code knows is printed.
+    #[test]
+    fn every_printed_key_is_commented() {
+        let mut commented = false;
+        for line in DEFAULT_CONFIG.lines() {
+            let line = line.trim();
+            if line.starts_with('#') {
+                commented = true;
+            } else if line.is_empty() || line.starts_with('[') {
+                commented = false;
+            } else {
+                assert!(commented, "no comment above {line:?}");
+            }
+        }
+        let printed: toml::Value = toml::from_str(DEFAULT_CONFIG).unwrap();
+        let limits = toml::Value::try_from(natter_broker::Limits::default()).unwrap();
+        let printed_limits = &printed["broker"]["limits"];
+        for key in limits.as_table().unwrap().keys() {
+            assert!(
+                printed_limits.get(key).is_some(),
+                "[broker.limits] {key} is not printed"
+            );
+        }
     }
 
     #[test]

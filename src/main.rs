@@ -5,6 +5,7 @@
 //! tokens; `config` prints the commented default configuration.
 
 mod config;
+mod process_metrics;
 mod secret;
 
 use std::io::Write;
@@ -56,9 +57,6 @@ struct CommonArgs {
     /// The TOML config file (`natter config` prints one).
     #[arg(long, env = "NATTER_CONFIG")]
     config: Option<PathBuf>,
-    /// Where storage and the generated token secret live [default: ./natter-data].
-    #[arg(long, env = "NATTER_DATA_DIR")]
-    data_dir: Option<PathBuf>,
     /// Log one JSON object per line on stderr.
     #[arg(long, env = "NATTER_LOG_JSON")]
     log_json: bool,
@@ -100,6 +98,9 @@ struct ListenArgs {
 struct ServeArgs {
     #[command(flatten)]
     common: CommonArgs,
+    /// Where storage and the generated token secret live [default: ./natter-data].
+    #[arg(long, env = "NATTER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(flatten)]
     listen: ListenArgs,
     /// Storage backend [default: redb].
@@ -115,6 +116,12 @@ struct ServeArgs {
 struct BrokerArgs {
     #[command(flatten)]
     common: CommonArgs,
+    /// Where storage lives [default: ./natter-data].
+    #[arg(long, env = "NATTER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (and /healthz) [default: off].
+    #[arg(long, env = "NATTER_METRICS", value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// This broker's node id [default: broker.node, "b1"].
     #[arg(long, env = "NATTER_NODE")]
     node: Option<String>,
@@ -132,6 +139,9 @@ struct EdgeArgs {
     common: CommonArgs,
     #[command(flatten)]
     listen: ListenArgs,
+    /// An edge keeps no data: accepted so that older command lines still start, and ignored.
+    #[arg(long, hide = true)]
+    data_dir: Option<PathBuf>,
     /// This edge's node id [default: edge.node_id, "edge-1"].
     #[arg(long, env = "NATTER_NODE")]
     node: Option<String>,
@@ -185,10 +195,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Loads the file and applies the common overrides.
-fn load(common: &CommonArgs) -> Result<Config, String> {
+fn load(common: &CommonArgs, data_dir: Option<&Path>) -> Result<Config, String> {
     let mut config = Config::load(common.config.as_deref())?;
-    if let Some(dir) = &common.data_dir {
-        config.data_dir = dir.clone();
+    if let Some(dir) = data_dir {
+        config.data_dir = dir.to_path_buf();
     }
     config.log.json |= common.log_json;
     init_logging(&config.log);
@@ -238,10 +248,16 @@ fn parse_backend(name: Option<&str>, current: Backend) -> Backend {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let mut config = load(&args.common)?;
+    let mut config = load(&args.common, args.data_dir.as_deref())?;
+    let from_file = !config.edge.token_keys.is_empty();
     apply_listen(&mut config.edge, &args.listen);
     config.broker.backend = parse_backend(args.backend.as_deref(), config.broker.backend);
     config.resolve();
+    let secret_source = match (&args.listen.token_secret, &args.common.config) {
+        (Some(secret), _) => SecretSource::Given(secret.clone()),
+        (None, Some(file)) if from_file => SecretSource::ConfigFile(file.clone()),
+        _ => SecretSource::DataDir,
+    };
     if config.edge.token_keys.is_empty() {
         config.edge.token_keys = vec![secret::load_or_create(&config.data_dir)?];
     }
@@ -289,7 +305,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         let _ = writeln!(stdout, "{line}");
         let _ = stdout.flush();
     } else {
-        print_welcome(tcp, http, &config);
+        print_welcome(tcp, http, &config, &secret_source);
     }
     let result = running.await.map_err(|e| format!("edge task: {e}"))?;
     broker.shutdown().await;
@@ -297,8 +313,23 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     result.map_err(|e| format!("edge: {e}"))
 }
 
-fn print_welcome(tcp: Option<SocketAddr>, http: Option<SocketAddr>, config: &Config) {
-    let data_dir = config.data_dir.display();
+/// Where `serve` got its token signing key, which is where `natter token` must get it too.
+#[derive(Debug)]
+enum SecretSource {
+    /// Generated into (or read from) the data directory.
+    DataDir,
+    /// `[edge].token_keys` of this config file.
+    ConfigFile(PathBuf),
+    /// `--token-secret` or `NATTER_TOKEN_SECRET`.
+    Given(String),
+}
+
+fn print_welcome(
+    tcp: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    config: &Config,
+    secret: &SecretSource,
+) {
     eprintln!("natter is running.");
     if let Some(tcp) = tcp {
         eprintln!("  native protocol: {tcp}");
@@ -308,12 +339,115 @@ fn print_welcome(tcp: Option<SocketAddr>, http: Option<SocketAddr>, config: &Con
         if config.edge.dev {
             eprintln!("  dev tokens: http://{http}/dev");
         }
+        eprintln!("  metrics: http://{http}/metrics");
     }
-    eprintln!("  get a token: natter token --data-dir {data_dir} --user alice --device laptop");
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let exe = std::env::current_exe()
+        .map(|exe| command_path(&exe, &cwd, std::env::var_os("PATH")))
+        .unwrap_or_else(|_| "natter".into());
+    eprintln!("  get a token: {}", token_command(&exe, config, secret));
+}
+
+/// How to name the running binary in a command typed in `cwd`: its bare name when `PATH` finds
+/// this very file, `./relative/path` when it lies under `cwd`, else its absolute path.
+fn command_path(exe: &Path, cwd: &Path, path: Option<std::ffi::OsString>) -> String {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    let this = canonical(exe);
+    if let (Some(name), Some(path)) = (exe.file_name(), path) {
+        let found = std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file());
+        if found.is_some_and(|found| this.is_some() && canonical(&found) == this) {
+            return shell_word(&name.to_string_lossy());
+        }
+    }
+    let exe = this.unwrap_or_else(|| exe.to_path_buf());
+    let cwd = canonical(cwd).unwrap_or_else(|| cwd.to_path_buf());
+    match exe.strip_prefix(&cwd) {
+        Ok(relative) => shell_word(&format!("./{}", relative.display())),
+        Err(_) => shell_word(&exe.display().to_string()),
+    }
+}
+
+/// The `natter token` command that finds the secret `serve` signs with, as typed in the
+/// directory `serve` was started from.
+fn token_command(exe: &str, config: &Config, secret: &SecretSource) -> String {
+    let source = match secret {
+        SecretSource::DataDir => format!(
+            "--data-dir {}",
+            shell_word(&config.data_dir.display().to_string())
+        ),
+        SecretSource::ConfigFile(file) => {
+            format!("--config {}", shell_word(&file.display().to_string()))
+        }
+        // From the environment, `natter token` reads the same variable; a secret given as a
+        // flag is not repeated on the terminal.
+        SecretSource::Given(given)
+            if std::env::var("NATTER_TOKEN_SECRET").is_ok_and(|env| env == *given) =>
+        {
+            String::new()
+        }
+        SecretSource::Given(_) => "--secret <the --token-secret of this server>".into(),
+    };
+    let source = if source.is_empty() {
+        source
+    } else {
+        format!("{source} ")
+    };
+    format!("{exe} token {source}--user alice --device laptop")
+}
+
+/// `word` quoted for a POSIX shell when it needs to be.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:=@%+,".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+fn register_process_metrics(registry: &prometheus::Registry) -> Result<(), String> {
+    let process =
+        process_metrics::ProcessCollector::new().map_err(|e| format!("process metrics: {e}"))?;
+    registry
+        .register(Box::new(process))
+        .map_err(|e| format!("process metrics: {e}"))
+}
+
+/// Serves `registry` at `/metrics` (and `/healthz`) until the task is dropped: the metrics
+/// listener of `natter broker`, which has no HTTP listener of its own.
+async fn serve_metrics(listener: tokio::net::TcpListener, registry: prometheus::Registry) {
+    use axum::http::header;
+    use axum::routing::get;
+    let render = move || {
+        let registry = registry.clone();
+        async move {
+            let mut out = Vec::new();
+            let encoded = prometheus::Encoder::encode(
+                &prometheus::TextEncoder::new(),
+                &registry.gather(),
+                &mut out,
+            );
+            if let Err(error) = encoded {
+                warn!(%error, "encoding metrics");
+            }
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+        }
+    };
+    let app = axum::Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok\n" }));
+    if let Err(error) = axum::serve(listener, app).await {
+        error!(%error, "metrics listener failed");
+    }
 }
 
 async fn broker(args: BrokerArgs) -> Result<(), String> {
-    let mut config = load(&args.common)?;
+    let mut config = load(&args.common, args.data_dir.as_deref())?;
     if let Some(node) = args.node {
         config.broker.node = node;
     }
@@ -334,14 +468,44 @@ async fn broker(args: BrokerArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;
-    info!(node = config.broker.node, %listen, "broker serving links");
-    natter_broker::run(config.broker, listener, shutdown_signal())
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("binding the metrics listener {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let node = config.broker.node.clone();
+    let broker = Broker::open(config.broker)
         .await
-        .map_err(|e| format!("broker: {e}"))
+        .map_err(|e| format!("opening the broker: {e}"))?;
+    let metrics = match metrics_listener {
+        Some(metrics_listener) => {
+            let registry = prometheus::Registry::new();
+            broker
+                .register_metrics(&registry)
+                .map_err(|e| format!("broker metrics: {e}"))?;
+            register_process_metrics(&registry)?;
+            let addr = metrics_listener.local_addr().ok();
+            info!(node, ?addr, "broker metrics at /metrics");
+            Some(tokio::spawn(serve_metrics(metrics_listener, registry)))
+        }
+        None => None,
+    };
+    info!(node, %listen, "broker serving links");
+    let served = broker.serve(listener, shutdown_signal()).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    served.map_err(|e| format!("broker: {e}"))
 }
 
 async fn edge(args: EdgeArgs) -> Result<(), String> {
-    let mut config = load(&args.common)?;
+    let mut config = load(&args.common, None)?;
+    if let Some(dir) = &args.data_dir {
+        warn!(dir = %dir.display(), "--data-dir is ignored: an edge keeps no data");
+    }
     apply_listen(&mut config.edge, &args.listen);
     if let Some(node) = args.node {
         config.edge.node_id = node;
@@ -364,6 +528,7 @@ async fn edge(args: EdgeArgs) -> Result<(), String> {
     let edge = Edge::bind(config.edge, connector)
         .await
         .map_err(|e| format!("binding listeners: {e}"))?;
+    register_process_metrics(edge.metrics().registry())?;
     info!(tcp = ?edge.tcp_addr(), tls = ?edge.tls_addr(), http = ?edge.http_addr(), "edge serving");
     edge.run(shutdown_signal())
         .await
@@ -432,4 +597,54 @@ async fn shutdown_signal() {
         std::future::pending::<()>().await;
     }
     info!("signal received, draining");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_binary_is_named_as_it_can_be_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("target/release")).unwrap();
+        let exe = root.join("target/release/natter");
+        std::fs::write(&exe, "").unwrap();
+        assert_eq!(command_path(&exe, &root, None), "./target/release/natter");
+        let elsewhere = root.join("target");
+        assert_eq!(command_path(&exe, &elsewhere, None), "./release/natter");
+        let outside = tempfile::tempdir().unwrap();
+        assert_eq!(
+            command_path(&exe, outside.path(), None),
+            exe.display().to_string()
+        );
+        let on_path = std::env::join_paths([root.join("target/release")]).unwrap();
+        assert_eq!(command_path(&exe, outside.path(), Some(on_path)), "natter");
+    }
+
+    #[test]
+    fn the_token_command_finds_the_secret_where_serve_found_it() {
+        let mut config = Config::default();
+        let command = |config: &Config, source| token_command("./natter", config, &source);
+        assert_eq!(
+            command(&config, SecretSource::DataDir),
+            "./natter token --data-dir natter-data --user alice --device laptop"
+        );
+        config.data_dir = PathBuf::from("my data");
+        assert_eq!(
+            command(&config, SecretSource::DataDir),
+            "./natter token --data-dir 'my data' --user alice --device laptop"
+        );
+        assert_eq!(
+            command(&config, SecretSource::ConfigFile("natter.toml".into())),
+            "./natter token --config natter.toml --user alice --device laptop"
+        );
+        assert!(
+            !command(&config, SecretSource::Given("s3cret-42".into())).contains("s3cret-42"),
+            "a secret given as a flag is not printed"
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
 }

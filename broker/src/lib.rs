@@ -33,6 +33,7 @@
 pub mod config;
 mod keys;
 mod link;
+pub mod metrics;
 mod records;
 mod server;
 pub mod shard;
@@ -42,5 +43,6 @@ mod webhook;
 
 pub use config::{Backend, BrokerConfig, ClusterConfig, Limits, LinkTlsConfig, PeerConfig};
 pub use link::LinkError;
+pub use metrics::{BrokerMetrics, BrokerStatus};
 pub use server::{Broker, BrokerError, run};
 pub use shard::Shard;

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -23,6 +24,7 @@ use tokio_util::codec::Framed;
 
 use crate::config::{Backend, BrokerConfig, PeerConfig};
 use crate::link::{self, Credentials, LinkError};
+use crate::metrics::{BrokerMetrics, BrokerStatus, Depths, Sample};
 use crate::shard::{CommitId, LinkId, Millis, Output, Peer, Shard};
 use crate::storage::{
     CommitStats, CommitterConfig, GroupCommitter, RedbStorage, SledStorage, Storage, StorageError,
@@ -64,6 +66,9 @@ pub enum BrokerError {
     /// The configuration is inconsistent.
     #[error("configuration: {0}")]
     Config(String),
+    /// The metrics could not be made.
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// Accepting connections failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -87,6 +92,32 @@ struct Inner {
     committer: GroupCommitter,
     shutdown: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
+    metrics: BrokerMetrics,
+    /// `redb`, `sled`, or `custom` for storage the caller opened.
+    storage_kind: &'static str,
+    /// The data directory, when the broker opened its storage there.
+    data_dir: Option<PathBuf>,
+}
+
+impl Sample for Inner {
+    fn node(&self) -> &str {
+        &self.credentials.node
+    }
+
+    fn storage_kind(&self) -> &'static str {
+        self.storage_kind
+    }
+
+    fn storage_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
+    }
+
+    fn depths(&self) -> Depths {
+        Depths {
+            inputs: self.inputs.max_capacity() - self.inputs.capacity(),
+            commits: self.committer.queue_depth(),
+        }
+    }
 }
 
 impl Broker {
@@ -105,7 +136,12 @@ impl Broker {
             })
             .await
             .map_err(|e| BrokerError::Config(format!("opening storage: {e}")))??;
-        Self::with_storage(config, storage)
+        let kind = match backend {
+            Backend::Redb => "redb",
+            Backend::Sled => "sled",
+        };
+        let dir = config.data_dir.clone();
+        Self::start(config, storage, kind, Some(dir))
     }
 
     /// Starts a broker on storage the caller opened (tests use `MemoryStorage`). Call it
@@ -113,6 +149,15 @@ impl Broker {
     pub fn with_storage(
         config: BrokerConfig,
         storage: Arc<dyn Storage>,
+    ) -> Result<Self, BrokerError> {
+        Self::start(config, storage, "custom", None)
+    }
+
+    fn start(
+        config: BrokerConfig,
+        storage: Arc<dyn Storage>,
+        storage_kind: &'static str,
+        data_dir: Option<PathBuf>,
     ) -> Result<Self, BrokerError> {
         if config.node.is_empty() || config.node.len() > 64 {
             return Err(BrokerError::Config("node id must be 1 to 64 bytes".into()));
@@ -136,8 +181,17 @@ impl Broker {
             ),
             None => None,
         };
+        let metrics = BrokerMetrics::new().map_err(|e| BrokerError::Metrics(e.to_string()))?;
+        for peer in config.peers() {
+            metrics.expect_peer(&peer.id, natter_codec::types::NodeRole::BROKER);
+        }
         let (lent, returned) = Lent::new(Arc::clone(&storage));
-        let committer = GroupCommitter::start(Arc::new(lent), CommitterConfig::default())?;
+        let flushes = metrics.clone();
+        let committer_config = CommitterConfig {
+            on_flush: Some(Arc::new(move |report| flushes.observe_flush(report))),
+            ..CommitterConfig::default()
+        };
+        let committer = GroupCommitter::start(Arc::new(lent), committer_config)?;
         let shard = Shard::new(&config, storage, now_ms(), StdRng::from_os_rng())?;
         let (inputs, queue) = mpsc::channel(INPUT_QUEUE);
         let (shutdown, stopping) = watch::channel(false);
@@ -155,6 +209,9 @@ impl Broker {
             committer: committer.clone(),
             shutdown,
             task: Mutex::new(None),
+            metrics: metrics.clone(),
+            storage_kind,
+            data_dir,
         });
         let driver = Driver {
             shard,
@@ -162,6 +219,7 @@ impl Broker {
             returned,
             webhook,
             links: HashMap::new(),
+            metrics,
         };
         let task = tokio::spawn(driver.run(queue, stopping.clone()));
         *inner.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
@@ -245,6 +303,24 @@ impl Broker {
         self.inner.committer.stats()
     }
 
+    /// The broker's metrics.
+    pub fn metrics(&self) -> &BrokerMetrics {
+        &self.inner.metrics
+    }
+
+    /// Adds the broker's metrics to `registry`, those sampled at each gather included (queue
+    /// depths, storage size). The registry may outlive the broker.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        let source: Weak<dyn Sample> = Arc::downgrade(&self.inner) as Weak<Inner>;
+        self.inner.metrics.register(registry, source)
+    }
+
+    /// The broker's state now, for an admin view; it measures the data directory, so call it
+    /// off the async threads (`spawn_blocking`) when the directory may be large.
+    pub fn status(&self) -> BrokerStatus {
+        self.inner.metrics.status(self.inner.as_ref())
+    }
+
     /// Stops the broker: no new inputs, every pending commit flushed, links closed. Returns
     /// once that is done; later calls return at once.
     pub async fn shutdown(&self) {
@@ -270,6 +346,7 @@ impl Broker {
         let link = LinkId(self.inner.next_link.fetch_add(1, Ordering::Relaxed));
         let (outbound, queue) = mpsc::channel(self.inner.link_queue);
         let inputs = &self.inner.inputs;
+        let (node, role) = (peer.node.clone(), peer.role);
         let up = Input::LinkUp {
             link,
             peer,
@@ -278,7 +355,10 @@ impl Broker {
         if inputs.send(up).await.is_err() {
             return Err(LinkError::ShuttingDown);
         }
+        let metrics = &self.inner.metrics;
+        metrics.link_changed(&node, role, 1);
         let result = link::pump(framed, link, queue, inputs).await;
+        metrics.link_changed(&node, role, -1);
         // The shard task may be gone already, which closes every link anyway.
         let _ = inputs.send(Input::LinkDown { link }).await;
         result
@@ -354,6 +434,7 @@ struct Driver {
     returned: oneshot::Receiver<()>,
     webhook: Option<Endpoint>,
     links: HashMap<LinkId, mpsc::Sender<Frame>>,
+    metrics: BrokerMetrics,
 }
 
 type Commit = BoxFuture<'static, (CommitId, Result<(), StorageError>)>;
@@ -432,6 +513,7 @@ impl Driver {
             match output {
                 Output::Frame { link, frame } => self.write(link, frame),
                 Output::Commit { id, batch } => {
+                    self.metrics.observe_batch(&batch);
                     // Enqueued in order, so they become durable in order.
                     let durable = self.committer.enqueue(batch).await?;
                     commits.push_back(Box::pin(async move { (id, durable.await) }));

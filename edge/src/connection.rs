@@ -145,6 +145,7 @@ pub async fn serve(
     let id = hub.session_id();
     let conn = Arc::new(Conn::new(
         id,
+        transport,
         Session::new(id, session_config, now_ms()),
         Outbound::new(
             config.limits.outbound_budget,

@@ -1,5 +1,6 @@
-//! The HTTP listener: health, metrics, the WebSocket bridge, the backend API, dev tokens and
-//! the web client's static files. Paths and payloads are documented in docs/http-api.md.
+//! The HTTP listener: health, metrics, the WebSocket bridge, the backend API, the admin view
+//! (`admin.rs`), dev tokens and the web client's static files. Paths and payloads are
+//! documented in docs/http-api.md.
 
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
@@ -9,7 +10,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, FromRef, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -42,6 +43,13 @@ struct App {
     shutdown: watch::Receiver<bool>,
 }
 
+/// Handlers that need nothing but the hub (the admin view) take `State<Arc<Hub>>`.
+impl FromRef<App> for Arc<Hub> {
+    fn from_ref(app: &App) -> Self {
+        app.hub.clone()
+    }
+}
+
 /// The axum router for the HTTP listener.
 pub fn router(
     hub: Arc<Hub>,
@@ -63,6 +71,8 @@ pub fn router(
         .route("/v1/messages", post(send_message))
         .route("/v1/history", get(history))
         .route("/v1/presence", get(presence))
+        .route("/v1/admin/connections", get(crate::admin::connections))
+        .route("/v1/admin/server", get(crate::admin::server))
         .route("/v1/dev/token", post(dev_token))
         .route("/v1/{*rest}", any(api_not_found))
         .route("/dev", get(dev_page))
@@ -174,7 +184,7 @@ impl FrameSink for WsSink {
 
 /// An HTTP API failure: a status and a JSON body naming the wire error code.
 #[derive(Debug)]
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -207,8 +217,12 @@ impl ApiError {
         Self::from_wire(ErrorCode::UNAVAILABLE, "broker unreachable")
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
     }
 }
 
@@ -221,7 +235,7 @@ impl IntoResponse for ApiError {
 
 /// Checks the bearer key before anything of the request is looked at, so an unauthenticated
 /// caller learns nothing, not even parse errors; keys are compared in constant time.
-fn authorize(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -255,7 +269,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 }
 
 /// Parses a query string, after [`authorize`].
-fn parse_query<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_query<T: serde::de::DeserializeOwned>(
     query: Result<Query<T>, QueryRejection>,
 ) -> Result<T, ApiError> {
     query

@@ -11,9 +11,10 @@ use natter_codec::frame::{Error, Goaway, Routed};
 use natter_codec::{ErrorCode, Frame, FrameType};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
+use crate::admin::Sections;
 use crate::auth::TokenKeys;
 use crate::config::EdgeConfig;
-use crate::metrics::{Metrics, type_label};
+use crate::metrics::{self, Metrics, type_label};
 use crate::outbound::{Outbound, Pushed, Room};
 use crate::router::Router;
 use crate::session::{Action, Session};
@@ -49,6 +50,10 @@ pub enum OpenAnswer {
 pub struct Conn {
     /// The session id.
     pub id: u64,
+    /// How the client reached the edge: `tcp`, `tls` or `ws`.
+    pub transport: &'static str,
+    /// When the connection was accepted, in milliseconds since the Unix epoch.
+    pub since: u64,
     state: Mutex<ConnState>,
     /// Wakes the writer when frames are queued or the connection closes.
     pub wake_writer: Notify,
@@ -69,19 +74,25 @@ pub struct ConnState {
     pub opening: Option<oneshot::Sender<OpenAnswer>>,
     /// Set once the connection is closing: the writer flushes and stops, the reader stops.
     pub closing: Option<ErrorCode>,
+    /// RESUMEs forwarded and not yet answered: the DELIVERs that arrive meanwhile are the
+    /// replay of inbox entries, not live events (`natter_delivery_seconds{kind}`).
+    pub resuming: u32,
 }
 
 impl Conn {
-    /// A connection in its first state.
-    pub fn new(id: u64, session: Session, outbound: Outbound) -> Self {
+    /// A connection over `transport` in its first state.
+    pub fn new(id: u64, transport: &'static str, session: Session, outbound: Outbound) -> Self {
         Self {
             id,
+            transport,
+            since: now_ms(),
             state: Mutex::new(ConnState {
                 session,
                 outbound,
                 home: None,
                 opening: None,
                 closing: None,
+                resuming: 0,
             }),
             wake_writer: Notify::new(),
             wake_reader: Notify::new(),
@@ -139,6 +150,10 @@ pub struct Hub {
     outbound_used: AtomicUsize,
     /// Wakes the shedder when the process is over its outbound budget.
     pub over_budget: Notify,
+    /// When the hub was made, in milliseconds since the Unix epoch.
+    pub started_at: u64,
+    /// Sections the embedding process adds to `GET /v1/admin/server`.
+    pub admin: Sections,
 }
 
 impl Hub {
@@ -167,6 +182,8 @@ impl Hub {
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             outbound_used: AtomicUsize::new(0),
             over_budget: Notify::new(),
+            started_at: now_ms(),
+            admin: Sections::default(),
         }
     }
 
@@ -215,6 +232,21 @@ impl Hub {
     /// Every live connection.
     pub fn connections(&self) -> Vec<Arc<Conn>> {
         lock(&self.sessions).values().cloned().collect()
+    }
+
+    /// How many live connections there are.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    /// How many users hold at least one connection.
+    pub fn user_count(&self) -> usize {
+        lock(&self.users).len()
+    }
+
+    /// Bytes queued towards all clients.
+    pub fn outbound_used(&self) -> usize {
+        self.outbound_used.load(Ordering::Relaxed)
     }
 
     /// Counts a connection of `user`; false if the user is at the limit.
@@ -303,14 +335,19 @@ impl Hub {
             return;
         }
         let server = state.session.handle_server(frame);
-        if let Some(answered) = server.answered
-            && answered.frame_type == FrameType::SEND
-        {
-            let seconds = now_ms().saturating_sub(answered.sent_ms) as f64 / 1000.0;
-            self.metrics.send_ack_seconds.observe(seconds);
+        match server.answered {
+            Some(answered) if answered.frame_type == FrameType::SEND => {
+                let seconds = now_ms().saturating_sub(answered.sent_ms) as f64 / 1000.0;
+                self.metrics.send_ack_seconds.observe(seconds);
+            }
+            // SYNCED (or an ERROR) ends the replay that RESUME asked for.
+            Some(answered) if answered.frame_type == FrameType::RESUME => {
+                state.resuming = state.resuming.saturating_sub(1);
+            }
+            _ => {}
         }
         if let Some(frame) = server.forward {
-            self.observe_delivery(&frame);
+            self.observe_delivery(&frame, state.resuming > 0);
             self.push(&conn, &mut state, frame);
         }
     }
@@ -334,6 +371,10 @@ impl Hub {
             return;
         }
         let frame_type = natter_codec::frame::peek_type(&frame).unwrap_or_default();
+        // Read before the queue takes the frame; only ERRORs pay for it, and only their code.
+        let error = (frame_type == FrameType::ERROR)
+            .then(|| metrics::error_code(&frame))
+            .flatten();
         let before = state.outbound.used();
         match state.outbound.push(frame, now_ms(), self.room()) {
             Ok(Pushed::Queued) => {
@@ -341,6 +382,9 @@ impl Hub {
                     .frames_out
                     .with_label_values(&[type_label(frame_type)])
                     .inc();
+                if let Some(code) = error {
+                    self.count_error(code);
+                }
                 conn.wake_writer.notify_one();
             }
             Ok(Pushed::Dropped) => self.metrics.dropped_frames.inc(),
@@ -349,11 +393,8 @@ impl Hub {
         self.account(before, state.outbound.used());
     }
 
-    /// Queues an edge-made frame for a client.
+    /// Queues an edge-made frame for a client; [`Hub::push`] counts it.
     pub fn reply(&self, conn: &Conn, state: &mut ConnState, frame: Frame) {
-        if let Frame::Error(error) = &frame {
-            self.count_error(error.code);
-        }
         if let Ok(bytes) = frame.to_bytes() {
             self.push(conn, state, bytes);
         }
@@ -373,7 +414,8 @@ impl Hub {
             "closing"
         );
         self.count_error(code);
-        let frame = if code == ErrorCode::SHUTTING_DOWN || code == ErrorCode::UNAVAILABLE {
+        let goaway = code == ErrorCode::SHUTTING_DOWN || code == ErrorCode::UNAVAILABLE;
+        let frame = if goaway {
             Frame::from(Goaway {
                 code,
                 reconnect_ms: self.config.timing.goaway_reconnect_ms,
@@ -391,7 +433,17 @@ impl Hub {
             }
             let before = state.outbound.used();
             // The policy may refuse it to a slow consumer; then the close is silent.
-            let _ = state.outbound.push(bytes, now_ms(), Room::UNLIMITED);
+            if let Ok(Pushed::Queued) = state.outbound.push(bytes, now_ms(), Room::UNLIMITED) {
+                let frame_type = if goaway {
+                    FrameType::GOAWAY
+                } else {
+                    FrameType::ERROR
+                };
+                self.metrics
+                    .frames_out
+                    .with_label_values(&[type_label(frame_type)])
+                    .inc();
+            }
             self.account(before, state.outbound.used());
         }
         state.closing = Some(code);
@@ -412,6 +464,8 @@ impl Hub {
                     request,
                     frame,
                 } => {
+                    let resume = request.is_some()
+                        && natter_codec::frame::peek_type(&frame) == Ok(FrameType::RESUME);
                     let session = &state.session;
                     let sent = self.route(
                         broker,
@@ -420,6 +474,9 @@ impl Hub {
                         session.device(),
                         frame,
                     );
+                    if sent && resume {
+                        state.resuming += 1;
+                    }
                     if !sent {
                         let actions = state.session.route_failed(request);
                         self.perform(conn, state, actions);
@@ -453,10 +510,9 @@ impl Hub {
         }
     }
 
-    /// Counts an error the edge sent.
+    /// Counts an error sent to a client, or a connection refused or closed with `code`.
     pub fn count_error(&self, code: ErrorCode) {
-        let label = code.name().unwrap_or("unknown");
-        self.metrics.errors.with_label_values(&[label]).inc();
+        self.metrics.count_error(code);
     }
 
     /// Moves the outbound-bytes count by a connection's change in queued bytes, and wakes the
@@ -515,13 +571,17 @@ impl Hub {
         }
     }
 
-    fn observe_delivery(&self, frame: &Bytes) {
-        if natter_codec::frame::peek_type(frame).ok() != Some(FrameType::DELIVER) {
+    /// Times a DELIVER from its event's acceptance, as a replay while a RESUME of the session
+    /// is unanswered (live events of large groups, inbox_seq 0, are never replays).
+    fn observe_delivery(&self, frame: &Bytes, replaying: bool) {
+        let Some((inbox_seq, timestamp)) = metrics::deliver_timing(frame) else {
             return;
-        }
-        if let Ok(Frame::Deliver(deliver)) = Frame::decode(frame.clone()) {
-            let seconds = now_ms().saturating_sub(deliver.event.timestamp) as f64 / 1000.0;
-            self.metrics.delivery_seconds.observe(seconds);
+        };
+        let seconds = now_ms().saturating_sub(timestamp) as f64 / 1000.0;
+        if replaying && inbox_seq != 0 {
+            self.metrics.delivery_replay.observe(seconds);
+        } else {
+            self.metrics.delivery_live.observe(seconds);
         }
     }
 }

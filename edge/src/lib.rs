@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 mod connection;
@@ -165,6 +166,17 @@ impl Edge {
     /// The edge's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.hub.metrics
+    }
+
+    /// Adds a section to `GET /v1/admin/server` under `name`, computed on each request on a
+    /// blocking thread (`natter serve` adds its broker's state as `broker`). A section never
+    /// replaces a built-in field.
+    pub fn admin_section(
+        &self,
+        name: &str,
+        section: impl Fn() -> serde_json::Value + Send + Sync + 'static,
+    ) {
+        self.hub.admin.add(name, Arc::new(section));
     }
 
     /// A handle that outlives [`Edge::run`]'s borrow of the edge, to watch readiness.

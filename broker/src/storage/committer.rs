@@ -160,6 +160,11 @@ impl GroupCommitter {
         &self.stats
     }
 
+    /// Batches queued and not yet taken by the commit thread, for metrics.
+    pub fn queue_depth(&self) -> usize {
+        self.requests.max_capacity() - self.requests.capacity()
+    }
+
     /// Stops taking batches, commits everything already queued and returns once that is
     /// done. Later `enqueue` calls fail. When called again, it returns at once.
     pub async fn shutdown(&self) {

@@ -56,6 +56,9 @@ pub struct FakeBroker {
     pub up: Arc<AtomicBool>,
     /// While set, SEND requests are held until [`FakeBroker::release`].
     pub hold: Arc<AtomicBool>,
+    /// While set, the SYNCED answering a RESUME is held until [`FakeBroker::release`], so
+    /// that pushes can come before it, as a replay does.
+    pub hold_resume: Arc<AtomicBool>,
     held: Arc<Mutex<Vec<Frame>>>,
     links: Arc<Mutex<Vec<mpsc::Sender<Frame>>>>,
     kill: Arc<Notify>,
@@ -91,6 +94,7 @@ impl FakeBroker {
     /// Answers the held requests.
     pub async fn release(&self) {
         self.hold.store(false, Ordering::SeqCst);
+        self.hold_resume.store(false, Ordering::SeqCst);
         let held: Vec<Frame> = std::mem::take(&mut *self.held.lock().unwrap());
         let links = self.links.lock().unwrap().clone();
         for frame in held {
@@ -177,11 +181,20 @@ impl FakeBroker {
                         }
                         ack.into()
                     }
-                    Frame::Resume(resume) => Synced {
-                        request: resume.request,
-                        inbox_head: 0,
+                    Frame::Resume(resume) => {
+                        let synced = Synced {
+                            request: resume.request,
+                            inbox_head: 0,
+                        };
+                        if self.hold_resume.load(Ordering::SeqCst) {
+                            self.held
+                                .lock()
+                                .unwrap()
+                                .push(routed(session, synced.into()));
+                            return None;
+                        }
+                        synced.into()
                     }
-                    .into(),
                     Frame::History(history) => HistoryPage {
                         request: history.request,
                         conversation: history.conversation,
