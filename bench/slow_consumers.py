@@ -81,15 +81,21 @@ def sleeper(tcp: str, tok: str) -> socket.socket:
 
 
 async def send_loop(url: str, tok: str, group: str, body: str, until: float) -> int:
+    """Sends with up to 32 messages in flight, as fast as the rate limit allows."""
     client = await natter.Client.connect(natter.Config(url, tok))
     sent = 0
-    try:
+
+    async def one() -> None:
+        nonlocal sent
         while time.monotonic() < until:
             try:
                 await client.send_text(group, body)
                 sent += 1
             except natter.ServerError:
                 await asyncio.sleep(0.05)
+
+    try:
+        await asyncio.gather(*(one() for _ in range(32)))
     finally:
         await client.close()
     return sent
@@ -126,7 +132,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         info = await owner.create_group("slow", members)
         await owner.close()
         group = info.conversation
+        print(f"group {group} of {len(members)} members created", file=sys.stderr)
         sleepers = [sleeper(tcp, token(args.natter, m, "phone")) for m in members]
+        print(f"{len(sleepers)} members connected, not reading", file=sys.stderr)
         base_rss = rss_bytes(server.pid)
         body = "x" * args.body
         until = time.monotonic() + args.seconds
@@ -137,10 +145,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             for i in range(args.senders)
         ]
         peak_rss, peak_queued = base_rss, 0.0
+        ticks = 0
         while time.monotonic() < until:
             await asyncio.sleep(0.25)
             peak_rss = max(peak_rss, rss_bytes(server.pid))
             peak_queued = max(peak_queued, metric(http, "natter_outbound_queue_bytes"))
+            ticks += 1
+            if ticks % 8 == 0:
+                print(
+                    f"rss {rss_bytes(server.pid) / 2**20:.0f} MiB, peak {peak_rss / 2**20:.0f}, "
+                    f"queued peak {peak_queued / 2**20:.0f} MiB",
+                    file=sys.stderr,
+                )
         sent = sum(await asyncio.gather(*senders))
         await asyncio.sleep(2)
         result = {

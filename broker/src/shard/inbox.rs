@@ -71,7 +71,7 @@ impl Shard {
         let conversation = &fanout.conversation;
         let event = &fanout.event;
         for user in &fanout.users {
-            if !self.is_mine(self.ring.home(&user)) {
+            if !self.is_mine(self.ring.home(user)) {
                 continue;
             }
             if !fanout.inbox {
