@@ -124,6 +124,9 @@ tcp = "127.0.0.1:7400"
 # tls_client_ca = "devices-ca.pem"
 # HTTP: /healthz, /readyz, /metrics, /ws, the backend API and the web client.
 http = "127.0.0.1:7480"
+# MQTT 3.1.1 and 5 devices: the password is a natter token, topics name conversations
+# (spec/PROTOCOL.md chapter 14); off unless set.
+# mqtt = "127.0.0.1:1883"
 # The web client's build, served at /.
 # web_dir = "clients/web/dist"
 # Token keys: the first signs, all verify (rotation). `serve` generates one if empty.

@@ -80,6 +80,9 @@ struct ListenArgs {
     /// HTTP: health, metrics, WebSocket bridge, backend API, web client [default: 127.0.0.1:7480].
     #[arg(long, env = "NATTER_HTTP")]
     http: Option<SocketAddr>,
+    /// MQTT 3.1.1 and 5 devices (spec chapter 14) [default: off].
+    #[arg(long, env = "NATTER_MQTT")]
+    mqtt: Option<SocketAddr>,
     /// Dev mode: a loopback-only page and endpoint that hand out tokens to anyone.
     #[arg(long, env = "NATTER_DEV")]
     dev: bool,
@@ -212,6 +215,9 @@ fn apply_listen(edge: &mut EdgeConfig, listen: &ListenArgs) {
     if let Some(http) = listen.http {
         edge.http = Some(http);
     }
+    if let Some(mqtt) = listen.mqtt {
+        edge.mqtt = Some(mqtt);
+    }
     if listen.tls.is_some() {
         edge.tls = listen.tls;
         edge.tls_cert = listen.tls_cert.clone();
@@ -283,9 +289,20 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let edge = Edge::bind(config.edge.clone(), connector)
         .await
         .map_err(|e| format!("binding listeners: {e}"))?;
+    // One /metrics and one admin view for the edge, its broker and the process.
+    let registry = edge.metrics().registry();
+    broker
+        .register_metrics(registry)
+        .map_err(|e| format!("broker metrics: {e}"))?;
+    register_process_metrics(registry)?;
+    let status = broker.clone();
+    edge.admin_section("broker", move || {
+        serde_json::to_value(status.status()).unwrap_or_default()
+    });
     let handle = edge.handle();
     let (tcp, tls, http) = (edge.tcp_addr(), edge.tls_addr(), edge.http_addr());
-    info!(?tcp, ?tls, ?http, data_dir = %config.data_dir.display(), "natter serving");
+    let mqtt = edge.mqtt_addr();
+    info!(?tcp, ?tls, ?http, ?mqtt, data_dir = %config.data_dir.display(), "natter serving");
     let running = tokio::spawn(edge.run(shutdown_signal()));
     if args.print_ready {
         if tokio::time::timeout(Duration::from_secs(30), handle.wait_ready())
@@ -300,6 +317,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             "tcp": address(tcp),
             "http": address(http),
             "tls": address(tls),
+            "mqtt": address(mqtt),
         });
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{line}");

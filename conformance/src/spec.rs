@@ -24,6 +24,8 @@ pub enum Observable {
     Link,
     /// Not within one test run.
     None,
+    /// On an MQTT connection (chapter 14): the repository's MQTT tests check it.
+    Mqtt,
 }
 
 /// One row of the rule table.
@@ -48,6 +50,7 @@ pub fn rules() -> Vec<Rule> {
                 Some("client") => Observable::Client,
                 Some("link") => Observable::Link,
                 Some("none") => Observable::None,
+                Some("mqtt") => Observable::Mqtt,
                 other => panic!("PROTOCOL.md 13.2: {} has observable {other:?}", cells[0]),
             };
             Rule {

@@ -19,6 +19,8 @@ pub struct EdgeConfig {
     pub tls: Option<SocketAddr>,
     /// HTTP: health, metrics, WebSocket bridge, backend API, static files.
     pub http: Option<SocketAddr>,
+    /// MQTT 3.1.1 and 5 devices (spec chapter 14); `None`, the default, disables it.
+    pub mqtt: Option<SocketAddr>,
     /// PEM certificate chain for the TLS listener.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for the TLS listener.
@@ -136,6 +138,7 @@ impl Default for EdgeConfig {
             tcp: Some(SocketAddr::from(([127, 0, 0, 1], 7400))),
             tls: None,
             http: Some(SocketAddr::from(([127, 0, 0, 1], 7480))),
+            mqtt: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,

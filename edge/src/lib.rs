@@ -28,6 +28,7 @@ pub mod limits;
 mod link;
 mod listener;
 pub mod metrics;
+pub mod mqtt;
 pub mod outbound;
 pub mod router;
 pub mod session;
@@ -79,6 +80,7 @@ pub struct Edge {
     tcp: Option<TcpListener>,
     tls: Option<(TcpListener, TlsAcceptor)>,
     http: Option<TcpListener>,
+    mqtt: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -88,6 +90,7 @@ impl std::fmt::Debug for Edge {
             .field("tcp", &self.tcp_addr())
             .field("tls", &self.tls_addr())
             .field("http", &self.http_addr())
+            .field("mqtt", &self.mqtt_addr())
             .finish()
     }
 }
@@ -137,6 +140,7 @@ impl Edge {
             (Some(_), ..) => return Err(invalid("edge.tls needs edge.tls_cert and edge.tls_key")),
         };
         let http = config.http.map(listener::bind_tcp).transpose()?;
+        let mqtt = config.mqtt.map(listener::bind_tcp).transpose()?;
         let hub = Arc::new(Hub::new(config, keys, router, metrics, links));
         Ok(Self {
             hub,
@@ -145,6 +149,7 @@ impl Edge {
             tcp,
             tls,
             http,
+            mqtt,
         })
     }
 
@@ -161,6 +166,11 @@ impl Edge {
     /// The bound HTTP address.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The bound MQTT address.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The edge's metrics.
@@ -238,6 +248,15 @@ impl Edge {
                 hub.clone(),
                 listener,
                 Some(acceptor),
+                permits.clone(),
+                tracker.clone(),
+                clients_stop.clone(),
+            ));
+        }
+        if let Some(listener) = self.mqtt {
+            tokio::spawn(mqtt::accept_loop(
+                hub.clone(),
+                listener,
                 permits.clone(),
                 tracker.clone(),
                 clients_stop.clone(),
