@@ -681,8 +681,13 @@ fn presence_is_visible_to_members_and_follows_transitions() {
         statuses(&c.take(alice)).is_empty(),
         "nothing about bob leaks"
     );
+    // bob's first message makes him visible to alice's subscription at once.
     c.call(bob, send(1, &conv, 1, "hi alice"));
-    c.take(alice);
+    c.settle();
+    assert_eq!(
+        statuses(&c.take(alice)),
+        [("bob".to_string(), Status::ONLINE)]
+    );
     let frames = c.call(alice, subscribe(2, &conv, 60_000));
     assert_eq!(statuses(&frames), [("bob".to_string(), Status::ONLINE)]);
     c.disconnect(bob);

@@ -121,6 +121,8 @@ impl Shard {
             return Ok(());
         }
         self.check_send(client, &conv, &send)?;
+        let newly_visible = send.kind == EventKind::MESSAGE
+            && self.would_become_visible(&conv.id, &client.user)?;
         let event = self.append(
             &mut conv,
             Event {
@@ -145,6 +147,9 @@ impl Shard {
             digest,
         };
         self.store.put_record(dedup_key, &dedup);
+        if newly_visible {
+            self.became_visible(&conv.id, &client.user);
+        }
         self.appended(client, send.request, &conv, &event)
     }
 

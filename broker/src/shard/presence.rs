@@ -373,6 +373,39 @@ impl Shard {
         }
     }
 
+    /// Whether a message from `user` would make it visible to someone watching the
+    /// conversation now: a read only when someone watches, so the send path pays nothing
+    /// otherwise.
+    pub(super) fn would_become_visible(
+        &self,
+        conversation: &str,
+        user: &str,
+    ) -> Result<bool, Reject> {
+        let watched = self
+            .subscriptions
+            .0
+            .get(conversation)
+            .is_some_and(|subscriptions| subscriptions.values().any(|s| s.user != user));
+        Ok(watched && !self.has_sent(conversation, user)?)
+    }
+
+    /// `user` sent its first message to the conversation: whoever watches it there sees the
+    /// user from now on, without waiting to renew (`[NWP-7.9-4]`).
+    pub(super) fn became_visible(&mut self, conversation: &str, user: &str) {
+        let Some(subscriptions) = self.subscriptions.0.get(conversation) else {
+            return;
+        };
+        let now = self.now;
+        let watchers: Vec<((String, u64), u64)> = subscriptions
+            .iter()
+            .filter(|(_, s)| s.user != user && s.until > now)
+            .map(|(watcher, s)| (watcher.clone(), s.until - now))
+            .collect();
+        for (watcher, ttl_ms) in watchers {
+            self.watch(&watcher, conversation, vec![user.to_string()], ttl_ms);
+        }
+    }
+
     /// Whether `user` has sent to the conversation: what makes its presence visible there.
     fn has_sent(&self, conversation: &str, user: &str) -> Result<bool, Reject> {
         let (start, end) = keys::dedups_of(conversation, user);
