@@ -8,6 +8,8 @@ import { createInterface } from 'node:readline';
 export const BIN = process.env.NATTER_BIN;
 /** clients/web. */
 export const WEB = new URL('../../', import.meta.url).pathname;
+/** The API key the server accepts (`--api-key`): the backend API and the admin view. */
+export const API_KEY = 'e2e-admin-key';
 
 /** The line `natter serve --print-ready` prints once it listens. */
 export interface Ready {
@@ -39,6 +41,8 @@ export class Server {
         previous?.http ?? '127.0.0.1:0',
         '--web-dir',
         join(WEB, 'dist'),
+        '--api-key',
+        API_KEY,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );

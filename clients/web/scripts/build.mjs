@@ -19,7 +19,14 @@ await build({
   outfile: `${root}dist/app.js`,
   format: 'esm',
 });
-for (const file of ['index.html', 'style.css'])
+// The operator's admin page (admin.html), served beside the chat page.
+await build({
+  ...prod,
+  entryPoints: [`${root}src/admin/main.ts`],
+  outfile: `${root}dist/admin.js`,
+  format: 'esm',
+});
+for (const file of ['index.html', 'style.css', 'admin.html', 'admin.css'])
   copyFileSync(`${root}${file}`, `${root}dist/${file}`);
 
 // Tests run under node's own test runner as ES modules.
