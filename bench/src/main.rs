@@ -49,6 +49,18 @@ enum Scenario {
         #[command(flatten)]
         load: Load,
     },
+    /// The same load from MQTT devices into natter's MQTT listener (spec chapter 14): QoS 1
+    /// PUBLISH to natter/send/<direct conversation>, received on natter/in/#.
+    MqttNatter {
+        /// natter MQTT address.
+        #[arg(long)]
+        addr: String,
+        /// natter HTTP address, for dev tokens.
+        #[arg(long)]
+        http: String,
+        #[command(flatten)]
+        load: Load,
+    },
     /// Opens idle authenticated connections, prints a line when all are up, then holds them.
     Idle {
         /// natter TCP address.
@@ -116,6 +128,9 @@ async fn main() -> Result<(), Error> {
     let report = match Cli::parse().scenario {
         Scenario::Latency { addr, http, load } => natter_latency(&addr, &http, load).await?,
         Scenario::MqttLatency { addr, load } => mqtt_latency(&addr, load).await?,
+        Scenario::MqttNatter { addr, http, load } => {
+            mqtt_natter_latency(&addr, &http, load).await?
+        }
         Scenario::Idle { addr, http, idle } => natter_idle(&addr, &http, idle).await?,
         Scenario::MqttIdle { addr, idle } => mqtt_idle(&addr, idle).await?,
     };
@@ -186,7 +201,12 @@ fn latency_report(peer: &str, load: Load, tally: Tally) -> serde_json::Value {
 
 /// Mints a dev token over the HTTP API (serve --dev, loopback only).
 async fn dev_token(http: &str, user: &str) -> Result<String, Error> {
-    let body = serde_json::json!({ "user": user, "device": "bench" }).to_string();
+    dev_token_for(http, user, "bench").await
+}
+
+/// Mints a dev token for `user` on `device`.
+async fn dev_token_for(http: &str, user: &str, device: &str) -> Result<String, Error> {
+    let body = serde_json::json!({ "user": user, "device": device }).to_string();
     let mut stream = tokio::net::TcpStream::connect(http).await?;
     let request = format!(
         "POST /v1/dev/token HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/json\r\n\
@@ -360,6 +380,36 @@ async fn mqtt_latency(addr: &str, load: Load) -> Result<serde_json::Value, Error
         tasks.spawn(mqtt_send(tx, topic, load, start, until, Arc::clone(&tally)));
     }
     finish_latency("mqtt", load, tasks, tally).await
+}
+
+async fn mqtt_natter_latency(
+    addr: &str,
+    http: &str,
+    load: Load,
+) -> Result<serde_json::Value, Error> {
+    let start = Instant::now();
+    let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let until = start + Duration::from_secs(load.seconds);
+    let mut tasks = JoinSet::new();
+    for pair in 0..load.pairs {
+        let (sender, receiver) = (format!("ms{run}-{pair}"), format!("mr{run}-{pair}"));
+        // A natter device's client id is its token's device.
+        let rx_token = dev_token_for(http, &receiver, "mqtt").await?;
+        let tx_token = dev_token_for(http, &sender, "mqtt").await?;
+        let mut rx = mqtt::connect_as(addr, "mqtt", Some((&receiver, &rx_token))).await?;
+        mqtt::subscribe(&mut rx, "natter/in/#").await?;
+        let tx = mqtt::connect_as(addr, "mqtt", Some((&sender, &tx_token))).await?;
+        let (low, high) = if sender < receiver {
+            (&sender, &receiver)
+        } else {
+            (&receiver, &sender)
+        };
+        let topic = format!("natter/send/d/{low}/{high}");
+        tasks.spawn(mqtt_receive(rx, start, until, Arc::clone(&tally)));
+        tasks.spawn(mqtt_send(tx, topic, load, start, until, Arc::clone(&tally)));
+    }
+    finish_latency("natter-mqtt", load, tasks, tally).await
 }
 
 async fn mqtt_receive(

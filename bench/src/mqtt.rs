@@ -54,6 +54,16 @@ fn string(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Connects with a clean session and waits for CONNACK.
 pub async fn connect(addr: &str, client_id: &str) -> io::Result<Connection> {
+    connect_as(addr, client_id, None).await
+}
+
+/// Connects with a clean session and, when given, a user name and password (natter takes a
+/// token as the password), and waits for CONNACK.
+pub async fn connect_as(
+    addr: &str,
+    client_id: &str,
+    login: Option<(&str, &str)>,
+) -> io::Result<Connection> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (reader, writer) = stream.into_split();
@@ -63,8 +73,14 @@ pub async fn connect(addr: &str, client_id: &str) -> io::Result<Connection> {
     };
     let mut body = Vec::new();
     string(&mut body, b"MQTT");
-    body.extend_from_slice(&[4, 0x02, 0, 60]); // level 4, clean session, keep-alive 60 s
+    // Level 4, clean session (plus user name and password when given), keep-alive 60 s.
+    let flags = if login.is_some() { 0xc2 } else { 0x02 };
+    body.extend_from_slice(&[4, flags, 0, 60]);
     string(&mut body, client_id.as_bytes());
+    if let Some((user, password)) = login {
+        string(&mut body, user.as_bytes());
+        string(&mut body, password.as_bytes());
+    }
     conn.writer.write_all(&packet(0x10, &body)).await?;
     let connack = read(&mut conn.reader).await?;
     if connack.kind() != 2 || connack.body.get(1) != Some(&0) {
