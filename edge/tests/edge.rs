@@ -271,11 +271,7 @@ async fn a_client_that_never_reads_is_bounded_then_closed() {
         config.timing.slow_consumer_ms = 200;
     })
     .await;
-    // A small receive buffer so the kernel does not absorb megabytes for the sleeper.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut sleeper = Client::new(socket.connect(edge.tcp).await.unwrap());
-    let ready = sleeper.hello(&token("sleeper", "phone")).await;
+    let (_sleeper, ready) = edge.sleeper("sleeper").await;
     let (mut good, _) = edge.ready_client("good", "phone").await;
 
     let body = Bytes::from(vec![b'x'; 1000]);
@@ -287,15 +283,7 @@ async fn a_client_that_never_reads_is_bounded_then_closed() {
         while !closed(&edge.metrics) {
             for _ in 0..50 {
                 inbox_seq += 1;
-                let deliver = Deliver {
-                    inbox_seq,
-                    conversation: "d/other/sleeper".into(),
-                    event: Event {
-                        seq: inbox_seq,
-                        body: body.clone(),
-                        ..Event::default()
-                    },
-                };
+                let deliver = support::deliver(inbox_seq, body.clone());
                 edge.brokers["b1"].push(ready.session, deliver).await;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use natter_codec::Frame;
-use natter_codec::frame::{Deliver, Send};
-use natter_codec::types::Event;
-use support::{Client, HANG_GUARD, TestEdge, http, token};
+use natter_codec::frame::Send;
+use support::{Client, HANG_GUARD, TestEdge, http};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -198,11 +197,7 @@ async fn many_slow_consumers_stay_within_the_process_budget() {
     .await;
     let mut sleepers = Vec::new();
     for i in 0..10 {
-        // A small receive buffer so the kernel does not absorb what the edge queues.
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let mut sleeper = Client::new(socket.connect(edge.tcp).await.unwrap());
-        let ready = sleeper.hello(&token(&format!("sleeper{i}"), "phone")).await;
+        let (sleeper, ready) = edge.sleeper(&format!("sleeper{i}")).await;
         sleepers.push((sleeper, ready.session));
     }
     let (mut good, _) = edge.ready_client("good", "phone").await;
@@ -217,15 +212,7 @@ async fn many_slow_consumers_stay_within_the_process_budget() {
         while edge.metrics.dropped_frames.get() == 0 {
             inbox_seq += 1;
             for (_, session) in &sleepers {
-                let deliver = Deliver {
-                    inbox_seq,
-                    conversation: "d/other/sleeper".into(),
-                    event: Event {
-                        seq: inbox_seq,
-                        body: body.clone(),
-                        ..Event::default()
-                    },
-                };
+                let deliver = support::deliver(inbox_seq, body.clone());
                 edge.brokers["b1"].push(*session, deliver).await;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -378,6 +378,29 @@ impl TestEdge {
         let ready = client.hello(&token(user, device)).await;
         (client, ready)
     }
+
+    /// A client past READY that will never read: its small receive buffer keeps the kernel
+    /// from absorbing megabytes of what the edge sends it.
+    pub async fn sleeper(&self, user: &str) -> (Client<tokio::net::TcpStream>, Ready) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut client = Client::new(socket.connect(self.tcp).await.unwrap());
+        let ready = client.hello(&token(user, "phone")).await;
+        (client, ready)
+    }
+}
+
+/// A DELIVER of inbox entry and seq `seq` with `body`, as a broker pushes it.
+pub fn deliver(seq: u64, body: bytes::Bytes) -> natter_codec::frame::Deliver {
+    natter_codec::frame::Deliver {
+        inbox_seq: seq,
+        conversation: "d/other/sleeper".into(),
+        event: natter_codec::types::Event {
+            seq,
+            body,
+            ..Default::default()
+        },
+    }
 }
 
 /// A raw protocol client over any byte stream.
