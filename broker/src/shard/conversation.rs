@@ -121,8 +121,8 @@ impl Shard {
             return Ok(());
         }
         self.check_send(client, &conv, &send)?;
-        let newly_visible = send.kind == EventKind::MESSAGE
-            && self.would_become_visible(&conv.id, &client.user)?;
+        let newly_visible =
+            send.kind == EventKind::MESSAGE && self.would_become_visible(&conv.id, &client.user)?;
         let event = self.append(
             &mut conv,
             Event {
