@@ -502,8 +502,9 @@ def test_goaway_holds_new_requests_until_the_next_connection() -> None:
     assert ev.GoingAway(0.25) in h.events()
     h.send(2, 9)
     assert h.sent() == [], "[NWP-5.4-2]"
-    hint = h.session.take_reconnect_hint()
-    assert hint is not None and 0 <= hint <= 0.25, "a random delay within the window"
+    delay = h.session.take_drain_delay()
+    assert delay is not None and 0 <= delay <= 0.25, "a random delay within the window"
+    assert h.session.take_reconnect_hint() is None, "not a least delay on top of the backoff"
     h.timeout(5_001)
     assert h.session.poll_disconnect() is not None
     h.session.disconnected()
@@ -560,6 +561,17 @@ def test_unknown_frames_are_skipped_and_frames_from_the_wrong_side_close() -> No
     h.frame(1, frames.UnknownFrame(0x7F, b"\x01\x02"))  # [NWP-3-6]
     assert h.sent() == [] and h.session.poll_disconnect() is None
     h.frame(1, frames.Send(1, CONV, 5))  # a client frame from the server [NWP-5.3-4]
+    error = only(h.sent(), frames.Error)
+    assert isinstance(error, frames.Error) and error.code == ErrorCode.PROTOCOL_VIOLATION
+    assert h.session.poll_disconnect() is not None
+
+
+def test_a_second_ready_is_a_violation() -> None:
+    h = Harness()
+    h.live(0, 0)
+    h.sent()
+    # A frame in the wrong state is a violation, not a renegotiation [NWP-5.3-4].
+    h.frame(1, frames.Ready(version=1, max_frame_size=65536, heartbeat_ms=10_000))
     error = only(h.sent(), frames.Error)
     assert isinstance(error, frames.Error) and error.code == ErrorCode.PROTOCOL_VIOLATION
     assert h.session.poll_disconnect() is not None

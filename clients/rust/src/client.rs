@@ -69,7 +69,9 @@ impl Config {
             endpoint: url.parse()?,
             ca_file: None,
             session,
-            backoff_initial: Duration::from_millis(250),
+            // From 1 s, doubling, at most 60 s ([NWP-5.5-3]) is the spec's advice; 30 s is
+            // below its ceiling.
+            backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             cursor_store: Arc::new(MemoryCursorStore::default()),
@@ -513,7 +515,12 @@ impl Driver {
             transport = loop {
                 attempt += 1;
                 let hint = self.session.take_reconnect_hint().unwrap_or_default();
-                let delay = hint.max(backoff(&self.config, attempt));
+                let delay = match self.session.take_reconnect_window() {
+                    // A drain: anywhere in the server's window, so that its clients spread
+                    // out rather than come back together ([NWP-5.4-2]).
+                    Some(window) => window.mul_f64(rand::rng().random::<f64>()),
+                    None => hint.max(backoff(&self.config, attempt)),
+                };
                 let state = ConnectionState::Disconnected {
                     reason: reason.clone(),
                     retry_in: delay,

@@ -21,9 +21,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use natter_codec::frame::Origin;
 use natter_codec::frame::{self, Ack, Hello, Ping, Pong, Resume, Typing};
 use natter_codec::types::{self, Direction, Features};
-use natter_codec::{ErrorCode, Frame, VERSION};
+use natter_codec::{ErrorCode, Frame, MAX_FRAME_SIZE_CAP, VERSION};
 
 use crate::cursor::Cursor;
 use crate::event::{ChatEvent, ConnectionState, Event};
@@ -32,6 +33,12 @@ use crate::{Error, Result};
 
 /// The largest value a varint can carry, hence the largest valid client_msg_id.
 const MAX_VARINT: u64 = (1 << 62) - 1;
+
+/// The smallest `max_frame_size` a peer may announce ([NWP-3-4]).
+const MIN_MAX_FRAME_SIZE: u64 = 4_096;
+
+/// At most one TYPING a second goes to a conversation ([NWP-6.2.7-1]).
+const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Tunables of a [`Session`]; the defaults suit most applications.
 #[derive(Debug, Clone)]
@@ -94,7 +101,8 @@ pub struct Ticket(u64);
 /// The session wants the transport closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disconnect {
-    /// Close it and connect again (after [`Session::take_reconnect_hint`], if any).
+    /// Close it and connect again (after [`Session::take_reconnect_hint`], or within
+    /// [`Session::take_reconnect_window`], if any).
     Reconnect(String),
     /// Close it and stop: reconnecting cannot help (bad or expired token, no common version).
     Fatal(Error),
@@ -117,6 +125,15 @@ struct Link {
     last_sent: Instant,
     last_received: Instant,
     ping: Option<u64>,
+    /// The server's `max_frame_size`: no longer frame may be written ([NWP-5.1-5]).
+    max_frame_size: u64,
+}
+
+/// The last TYPING written to a conversation, and the state waiting for its second to end.
+#[derive(Debug)]
+struct TypingState {
+    sent_at: Instant,
+    pending: Option<bool>,
 }
 
 /// An application request waiting for its answer.
@@ -190,6 +207,9 @@ pub struct Session {
     /// RATE_LIMITED: no application request is written before this.
     throttled_until: Option<Instant>,
     reconnect_hint: Option<Duration>,
+    /// GOAWAY's `reconnect_ms`: reconnect after a random delay within it.
+    reconnect_window: Option<Duration>,
+    typing: HashMap<String, TypingState>,
     cursor_dirty: bool,
     transmit: VecDeque<Frame>,
     events: VecDeque<Event>,
@@ -231,6 +251,8 @@ impl Session {
             drain_deadline: None,
             throttled_until: None,
             reconnect_hint: None,
+            reconnect_window: None,
+            typing: HashMap::new(),
             cursor_dirty: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -335,8 +357,17 @@ impl Session {
                 let group = GroupInfo::from_wire(&info.conversation, &info.title, info.members);
                 self.on_answer(now, info.request, Reply::Group(group));
             }
-            // Client frames echoed back and frames of later versions carry nothing for us.
-            _ => {}
+            // A frame of a later version is skipped by its length ([NWP-3-6]); a client or
+            // link frame is not unknown, it is a violation ([NWP-5.3-4]).
+            other => {
+                if matches!(
+                    other.frame_type().origin(),
+                    Some(Origin::Client | Origin::Link)
+                ) {
+                    let message = format!("{:?} is not a server frame", other.frame_type());
+                    self.violation(now, message);
+                }
+            }
         }
     }
 
@@ -367,6 +398,7 @@ impl Session {
         if self.ack_due.is_some_and(|due| now >= due) {
             self.flush_ack(now);
         }
+        self.flush_typing(now);
         self.flush_requests(now);
     }
 
@@ -401,13 +433,59 @@ impl Session {
 
     /// Tells the conversation whether the user is typing; dropped while offline, since a
     /// typing indicator is only worth anything live.
+    ///
+    /// At most one TYPING a second goes to a conversation ([NWP-6.2.7-1]): a change within
+    /// the second is written when it ends, the latest state winning, so the application may
+    /// call this on every keystroke.
     pub fn typing(&mut self, now: Instant, conversation: &str, active: bool) {
-        if self.writable() {
-            let typing = Typing {
-                conversation: conversation.into(),
-                active,
-            };
-            self.write(now, typing.into());
+        if !self.writable() {
+            return;
+        }
+        if let Some(state) = self.typing.get_mut(conversation)
+            && now < state.sent_at + TYPING_INTERVAL
+        {
+            state.pending = Some(active);
+            return;
+        }
+        let state = TypingState {
+            sent_at: now,
+            pending: None,
+        };
+        self.typing.insert(conversation.to_owned(), state);
+        self.write_typing(now, conversation, active);
+    }
+
+    fn write_typing(&mut self, now: Instant, conversation: &str, active: bool) {
+        let typing = Typing {
+            conversation: conversation.into(),
+            active,
+        };
+        self.write(now, typing.into());
+    }
+
+    /// Writes the typing states whose second is over, and forgets the quiet ones.
+    fn flush_typing(&mut self, now: Instant) {
+        let writable = self.writable();
+        let due: Vec<(String, Option<bool>)> = self
+            .typing
+            .iter()
+            .filter(|(_, state)| now >= state.sent_at + TYPING_INTERVAL)
+            .map(|(conversation, state)| (conversation.clone(), state.pending))
+            .collect();
+        for (conversation, pending) in due {
+            match pending {
+                Some(active) if writable => {
+                    let state = TypingState {
+                        sent_at: now,
+                        pending: None,
+                    };
+                    self.typing.insert(conversation.clone(), state);
+                    self.write_typing(now, &conversation, active);
+                }
+                _ => {
+                    self.typing.remove(&conversation);
+                }
+            }
         }
     }
 
@@ -456,9 +534,15 @@ impl Session {
         self.disconnect.take()
     }
 
-    /// The server's wish for a reconnect delay (GOAWAY, retry-after), once.
+    /// The server's wish for the least reconnect delay (a retry-after), once.
     pub fn take_reconnect_hint(&mut self) -> Option<Duration> {
         self.reconnect_hint.take()
+    }
+
+    /// GOAWAY's window, once: reconnect after a random delay between 0 and this, so that
+    /// the clients of a draining server do not all come back at once ([NWP-5.4-2]).
+    pub fn take_reconnect_window(&mut self) -> Option<Duration> {
+        self.reconnect_window.take()
     }
 
     /// When to call [`Session::handle_timeout`] next.
@@ -475,12 +559,18 @@ impl Session {
             }
         });
         let retries = self.writable().then(|| self.next_retry()).flatten();
+        let typing = self
+            .typing
+            .values()
+            .map(|state| state.sent_at + TYPING_INTERVAL)
+            .min();
         [
             handshake,
             heartbeat,
             self.ack_due,
             self.drain_deadline,
             retries,
+            typing,
         ]
         .into_iter()
         .flatten()
@@ -535,7 +625,19 @@ impl Session {
 
     fn on_ready(&mut self, now: Instant, ready: frame::Ready) {
         if !matches!(self.phase, Phase::Handshake { .. }) {
-            return;
+            // A READY in the wrong state is a violation, not a renegotiation ([NWP-5.3-4]).
+            return self.violation(now, "a second READY".into());
+        }
+        if ready.version != VERSION {
+            // Outside what HELLO offered: close, and do not offer it again ([NWP-5.1-3]).
+            let message = format!("READY version {}, HELLO offered {VERSION}", ready.version);
+            self.write_error(now, ErrorCode::PROTOCOL_VIOLATION, &message);
+            let error = Error::server(ErrorCode::UNSUPPORTED_VERSION, 0, &message);
+            return self.request_disconnect(Disconnect::Fatal(error));
+        }
+        if ready.max_frame_size < MIN_MAX_FRAME_SIZE {
+            let message = format!("READY max_frame_size {}", ready.max_frame_size);
+            return self.violation(now, message);
         }
         let heartbeat = match ready.heartbeat_ms {
             0 => self.config.default_heartbeat,
@@ -546,6 +648,7 @@ impl Session {
             last_sent: now,
             last_received: now,
             ping: None,
+            max_frame_size: ready.max_frame_size.min(MAX_FRAME_SIZE_CAP),
         });
         self.identity = Some((ready.user.to_string(), ready.device.to_string()));
         self.events
@@ -645,7 +748,7 @@ impl Session {
 
     fn on_goaway(&mut self, now: Instant, goaway: frame::Goaway) {
         let delay = Duration::from_millis(goaway.reconnect_ms);
-        self.reconnect_hint = Some(delay);
+        self.reconnect_window = Some(delay);
         // The server answers what is in flight, then closes; a deadline covers one that
         // never does.
         self.drain_deadline = Some(now + Duration::from_secs(5));
@@ -914,14 +1017,23 @@ impl Session {
             .map(|(ticket, _)| *ticket)
             .take(room)
             .collect();
+        let limit = self.link.as_ref().map_or(0, |link| link.max_frame_size);
         for ticket in tickets {
             let request = self.wire_id(WireUse::User(ticket));
-            if let Some(pending) = self.pending.get_mut(&ticket) {
-                pending.wire = Some(request);
-                pending.not_before = None;
-                let frame = pending.request.to_frame(request);
-                self.write(now, frame);
+            let Some(pending) = self.pending.get_mut(&ticket) else {
+                continue;
+            };
+            let frame = pending.request.to_frame(request);
+            if frame_length(&frame) > limit {
+                // The server would close the connection, and every retry again ([NWP-5.1-5]).
+                self.wire.remove(&request);
+                let message = format!("the request exceeds the server's {limit} bytes");
+                self.complete(ticket, Err(Error::InvalidArgument(message)));
+                continue;
             }
+            pending.wire = Some(request);
+            pending.not_before = None;
+            self.write(now, frame);
         }
         self.flush_internal(now);
     }
@@ -1038,7 +1150,21 @@ impl Session {
     }
 
     fn writable(&self) -> bool {
-        matches!(self.phase, Phase::Resuming { .. } | Phase::Live) && self.drain_deadline.is_none()
+        matches!(self.phase, Phase::Resuming { .. } | Phase::Live)
+            && self.drain_deadline.is_none()
+            && self.disconnect.is_none()
+    }
+
+    /// The server broke the protocol: say so and close ([NWP-3-7], [NWP-6.1.6-4]).
+    fn violation(&mut self, now: Instant, message: String) {
+        self.write_error(now, ErrorCode::PROTOCOL_VIOLATION, &message);
+        self.request_disconnect(Disconnect::Reconnect(format!(
+            "protocol violation: {message}"
+        )));
+    }
+
+    fn write_error(&mut self, now: Instant, code: ErrorCode, message: &str) {
+        self.write(now, frame::Error::new(0, code, message).into());
     }
 
     fn request_disconnect(&mut self, disconnect: Disconnect) {
@@ -1055,6 +1181,7 @@ impl Session {
         self.ack_due = None;
         self.drain_deadline = None;
         self.throttled_until = None;
+        self.typing.clear();
         self.disconnect = None;
         for pending in self.pending.values_mut() {
             pending.wire = None;
@@ -1066,6 +1193,16 @@ impl Session {
             scan.wire = None;
         }
     }
+}
+
+/// A frame's Length: the bytes after its length prefix.
+fn frame_length(frame: &Frame) -> u64 {
+    let total = frame.encoded_len() as u64;
+    [1, 2, 4, 8]
+        .into_iter()
+        .map(|prefix| total.saturating_sub(prefix))
+        .find(|length| natter_codec::varint::len(*length) as u64 + length == total)
+        .unwrap_or(total)
 }
 
 /// Rejects requests the server would refuse for their form alone.

@@ -32,6 +32,7 @@ fn answer(frame: &Frame) -> Vec<Frame> {
         }
         Frame::Hello(_) => Ready {
             version: 1,
+            max_frame_size: 65_536,
             heartbeat_ms: 30_000,
             user: "alice".into(),
             device: "cli".into(),

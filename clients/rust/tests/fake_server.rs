@@ -47,6 +47,7 @@ impl Peer {
         assert!(matches!(self.recv().await, Frame::Hello(_)));
         self.send(Ready {
             version: 1,
+            max_frame_size: 65_536,
             heartbeat_ms: 30_000,
             user: "alice".into(),
             device: "laptop".into(),

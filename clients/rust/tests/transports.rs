@@ -23,6 +23,7 @@ fn answer(frame: Frame) -> Option<Frame> {
     Some(match frame {
         Frame::Hello(_) => Ready {
             version: 1,
+            max_frame_size: 65_536,
             heartbeat_ms: 30_000,
             user: "alice".into(),
             device: "d1".into(),

@@ -296,12 +296,13 @@ test('heartbeat PINGs when idle; silence drops the connection and backs off with
   clock.advance(20_000);
   assert.ok(sockets[0].closed, 'silent server dropped');
   const offline = states.find((s) => s.state === 'offline');
+  // From 1 s with equal jitter: between half of it and all of it.
   assert.ok(
-    offline?.retryInMs !== undefined && offline.retryInMs >= 250 && offline.retryInMs <= 500,
+    offline?.retryInMs !== undefined && offline.retryInMs >= 500 && offline.retryInMs <= 1000,
   );
 });
 
-test('GOAWAY: reconnect after reconnect_ms and resume; answers in flight still count', async () => {
+test('GOAWAY: reconnect within reconnect_ms and resume; answers in flight still count', async () => {
   const { client, clock, sockets } = await setup();
   sockets[0].ready();
   sockets[0].synced();
@@ -315,13 +316,28 @@ test('GOAWAY: reconnect after reconnect_ms and resume; answers in flight still c
     conversations: [],
   });
   assert.deepEqual((await page).conversations, []);
+  // Nothing new goes out on a draining connection; it waits for the next one.
+  const later = client.history('g/x');
+  assert.equal(sockets[0].of('HISTORY').length, 0, 'no new request after GOAWAY');
   sockets[0].handlers.close('drained');
-  clock.advance(2_999);
+  // A random point of the window (random() is 0.5 here), not the whole of it.
+  clock.advance(1_499);
   await flush();
-  assert.equal(sockets.length, 1, 'waits for reconnect_ms');
-  clock.advance(2_000);
+  assert.equal(sockets.length, 1, 'waits its share of reconnect_ms');
+  clock.advance(2);
   await flush();
   assert.equal(sockets.length, 2);
+  sockets[1].ready();
+  const held = sockets[1].of('HISTORY')[0]?.request;
+  assert.ok(held !== undefined, 'the held request goes out on the next connection');
+  sockets[1].push({
+    type: 'HISTORY_PAGE',
+    request: held,
+    conversation: 'g/x',
+    more: false,
+    events: [],
+  });
+  assert.equal((await later).events.length, 0);
 });
 
 test('an idempotent request is sent again after a reconnect; GROUP_CREATE is not', async () => {
@@ -458,4 +474,84 @@ test('a connection that dies in the middle of a burst of sends loses none of the
     resent.map((s) => s.client_msg_id),
     pending.map((p) => p.clientMsgId),
   );
+});
+
+test('TYPING goes out at most once a second per conversation, the last state winning', async () => {
+  const { client, clock, sockets } = await setup();
+  sockets[0].ready();
+  sockets[0].synced();
+  for (let i = 0; i < 15; i++) {
+    client.typing('d/alice/bob', true);
+    clock.advance(100);
+  }
+  client.typing('d/alice/bob', false);
+  const actives = () => sockets[0].of('TYPING').map((t) => t.active);
+  assert.deepEqual(actives(), [true, true], 'at 0 and 1,000 ms [NWP-6.2.7-1]');
+  clock.advance(500);
+  assert.deepEqual(actives(), [true, true, false], 'the stop goes out when its second ends');
+});
+
+test('after TOKEN_EXPIRED the same token is not offered again', async () => {
+  const { client, clock, sockets } = await setup();
+  sockets[0].ready();
+  sockets[0].synced();
+  sockets[0].push({
+    type: 'ERROR',
+    request: 0n,
+    code: 0x05n,
+    retry_after_ms: 0n,
+    message: 'expired',
+  });
+  clock.advance(120_000);
+  await flush();
+  assert.equal(sockets.length, 1, 'no HELLO with the token the server refused [NWP-5.5-3]');
+  assert.equal(client.connectionState, 'closed');
+});
+
+test('a READY outside the offer, or a frame of the wrong side, closes the connection', async () => {
+  const { client, sockets } = await setup();
+  sockets[0].handlers.open();
+  sockets[0].push({
+    type: 'READY',
+    version: 2n,
+    features: 0n,
+    max_frame_size: 65536n,
+    heartbeat_ms: 10_000n,
+    session: 1n,
+    user: 'alice',
+    device: 'web-1',
+    inbox_head: 0n,
+    server_time: 0n,
+  });
+  assert.equal(sockets[0].of('RESUME').length, 0, 'no RESUME on another version [NWP-5.1-3]');
+  assert.ok(sockets[0].closed);
+  assert.equal(client.connectionState, 'closed');
+
+  const next = await setup();
+  next.sockets[0].ready();
+  next.sockets[0].synced();
+  next.sockets[0].push({ type: 'ACK', inbox_seq: 1n });
+  assert.equal(next.sockets[0].of('ERROR')[0]?.code, 0x01n, 'PROTOCOL_VIOLATION [NWP-5.3-4]');
+  assert.ok(next.sockets[0].closed);
+});
+
+test('a send longer than READY allows is refused once READY says so', async () => {
+  const { client, sockets } = await setup();
+  const pending = client.send('d/alice/bob', 'x'.repeat(5_000));
+  sockets[0].handlers.open();
+  sockets[0].push({
+    type: 'READY',
+    version: 1n,
+    features: 0n,
+    max_frame_size: 4096n,
+    heartbeat_ms: 10_000n,
+    session: 1n,
+    user: 'alice',
+    device: 'web-1',
+    inbox_head: 0n,
+    server_time: 0n,
+  });
+  await assert.rejects(pending.ack);
+  assert.equal(sockets[0].of('SEND').length, 0, 'never written [NWP-5.1-5]');
+  assert.equal(client.unacknowledged.length, 0);
 });

@@ -367,7 +367,11 @@ class Client:
                 while True:
                     self._attempt += 1
                     hint = self._session.take_reconnect_hint() or 0.0
-                    delay = max(hint, self._backoff(self._attempt))
+                    drain = self._session.take_drain_delay()
+                    if drain is not None:
+                        delay = drain  # GOAWAY's own window, not the backoff [NWP-5.4-2]
+                    else:
+                        delay = max(hint, self._backoff(self._attempt))
                     await self._emit(ev.Disconnected(reason, delay))
                     if await self._idle(delay):
                         return await self._stop(None)

@@ -246,6 +246,8 @@ class Session:
         self._throttled_until: Optional[float] = None
         """RATE_LIMITED: no application request is written before this."""
         self._reconnect_hint: Optional[float] = None
+        self._drain_delay: Optional[float] = None
+        """After GOAWAY: when to reconnect, a random point of its window [NWP-5.4-2]."""
         self._cursor_dirty = False
         self._transmit: Deque[frames.Frame] = deque()
         self._events: Deque[ev.Event] = deque()
@@ -430,9 +432,16 @@ class Session:
         return disconnect
 
     def take_reconnect_hint(self) -> Optional[float]:
-        """The server's wish for a reconnect delay in seconds (GOAWAY, retry-after); once."""
+        """The least reconnect delay the server asked for, in seconds (a retry-after); once."""
         hint, self._reconnect_hint = self._reconnect_hint, None
         return hint
+
+    def take_drain_delay(self) -> Optional[float]:
+        """After GOAWAY, the reconnect delay in seconds: a random point of the server's
+        window, which replaces the backoff so that the clients of a draining server spread
+        out over the window rather than come back together [NWP-5.4-2]; once."""
+        delay, self._drain_delay = self._drain_delay, None
+        return delay
 
     def poll_timeout(self) -> Optional[float]:
         """When to call `handle_timeout` next."""
@@ -494,6 +503,10 @@ class Session:
 
     def _on_ready(self, now: float, ready: frames.Ready) -> None:
         if self._phase != _Phase.HANDSHAKE:
+            # A READY in the wrong state is a violation, not a renegotiation [NWP-5.3-4].
+            message = "a second READY"
+            self._transmit.append(frames.Error(0, ErrorCode.PROTOCOL_VIOLATION, 0, message))
+            self._request_disconnect(Disconnect(f"protocol violation: {message}"))
             return
         if ready.version != VERSION:
             # [NWP-5.1-3]: a version outside the range offered closes the connection.
@@ -590,7 +603,7 @@ class Session:
         # window. The server answers what is in flight, then closes; a deadline covers a
         # server that never does.
         window = goaway.reconnect_ms / 1000
-        self._reconnect_hint = self._rng.uniform(0, window)
+        self._drain_delay = self._rng.uniform(0, window)
         self._drain_deadline = now + self.config.drain_timeout
         self._events.append(ev.GoingAway(window))
 

@@ -44,6 +44,7 @@ impl Harness {
             ms,
             Ready {
                 version: 1,
+                max_frame_size: 65_536,
                 heartbeat_ms: 10_000,
                 session: 9,
                 user: "alice".into(),
@@ -673,7 +674,7 @@ fn goaway_holds_new_requests_until_the_next_connection() {
     h.send(2, 9);
     assert!(h.sent().is_empty());
     assert_eq!(
-        h.session.take_reconnect_hint(),
+        h.session.take_reconnect_window(),
         Some(Duration::from_millis(250))
     );
     h.session.handle_timeout(h.at(5_001));
@@ -780,4 +781,124 @@ fn a_clean_close_saves_the_cursor_even_before_its_ack_left() {
         Some(Some(1))
     );
     assert!(h.session.is_closed());
+}
+
+#[test]
+fn a_ready_outside_what_hello_offered_closes_the_connection() {
+    // Another version: close for good, saying why ([NWP-5.1-3]).
+    let mut h = Harness::new(Cursor::default());
+    h.session.connected(h.at(0));
+    h.sent();
+    let ready = Ready {
+        version: 2,
+        max_frame_size: 65_536,
+        ..Ready::default()
+    };
+    h.frame(0, ready);
+    let sent = h.sent();
+    assert!(matches!(&sent[..], [Frame::Error(e)] if e.code == ErrorCode::PROTOCOL_VIOLATION));
+    assert!(matches!(
+        h.session.poll_disconnect(),
+        Some(Disconnect::Fatal(_))
+    ));
+
+    // A max_frame_size below 4,096 is a violation ([NWP-3-4]).
+    let mut h = Harness::new(Cursor::default());
+    h.session.connected(h.at(0));
+    h.sent();
+    let ready = Ready {
+        version: 1,
+        max_frame_size: 1_024,
+        ..Ready::default()
+    };
+    h.frame(0, ready);
+    assert!(matches!(&h.sent()[..], [Frame::Error(_)]));
+    assert!(matches!(
+        h.session.poll_disconnect(),
+        Some(Disconnect::Reconnect(_))
+    ));
+}
+
+#[test]
+fn frames_of_the_wrong_side_are_violations_and_unknown_ones_are_skipped() {
+    let mut h = Harness::new(Cursor::default());
+    h.live(0, 0);
+    h.sent();
+    let unknown = natter_codec::frame::UnknownFrame {
+        frame_type: natter_codec::FrameType(0x7f),
+        payload: Bytes::from_static(b"\x01\x02"),
+    };
+    h.frame(1, Frame::Unknown(unknown));
+    assert!(h.sent().is_empty() && h.session.poll_disconnect().is_none());
+    // A client frame (and a second READY) from the server ([NWP-5.3-4]).
+    h.frame(2, natter_codec::frame::Ack { inbox_seq: 1 });
+    assert!(matches!(&h.sent()[..], [Frame::Error(e)] if e.code == ErrorCode::PROTOCOL_VIOLATION));
+    assert!(matches!(
+        h.session.poll_disconnect(),
+        Some(Disconnect::Reconnect(_))
+    ));
+}
+
+#[test]
+fn typing_goes_out_at_most_once_a_second_and_the_last_state_wins() {
+    let mut h = Harness::new(Cursor::default());
+    h.live(0, 0);
+    h.sent();
+    let typing = |frames: Vec<Frame>| -> Vec<bool> {
+        frames
+            .into_iter()
+            .filter_map(|frame| match frame {
+                Frame::Typing(typing) => Some(typing.active),
+                _ => None,
+            })
+            .collect()
+    };
+    for ms in (0..1_500).step_by(100) {
+        h.session.typing(h.at(ms), CONV, true);
+        h.session.handle_timeout(h.at(ms));
+    }
+    h.session.typing(h.at(1_500), CONV, false);
+    assert_eq!(
+        typing(h.sent()),
+        [true, true],
+        "at 0 and 1,000 ms ([NWP-6.2.7-1])"
+    );
+    assert_eq!(h.session.poll_timeout(), Some(h.at(2_000)));
+    h.session.handle_timeout(h.at(2_000));
+    assert_eq!(
+        typing(h.sent()),
+        [false],
+        "the stop goes out when its second comes"
+    );
+    h.session.handle_timeout(h.at(3_000));
+    assert!(typing(h.sent()).is_empty());
+}
+
+#[test]
+fn a_request_longer_than_the_server_accepts_fails_without_being_written() {
+    let mut h = Harness::new(Cursor::default());
+    h.session.connected(h.at(0));
+    h.sent();
+    let ready = Ready {
+        version: 1,
+        max_frame_size: 4_096,
+        heartbeat_ms: 10_000,
+        ..Ready::default()
+    };
+    h.frame(0, ready);
+    h.sent();
+    let big = OutgoingMessage::text(CONV, &"x".repeat(5_000));
+    let ticket = h.session.submit(h.at(1), Request::Send(big)).unwrap();
+    let small = h.send(1, 7);
+    assert_eq!(
+        sends(&h.sent()).len(),
+        1,
+        "only the small one ([NWP-5.1-5])"
+    );
+    let completions = h.completions();
+    assert!(matches!(
+        &completions[..],
+        [(t, Err(Error::InvalidArgument(_)))] if *t == ticket
+    ));
+    assert_ne!(ticket, small);
 }

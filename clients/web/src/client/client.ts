@@ -14,6 +14,7 @@ import {
   ErrorCode,
   type Event,
   EventKind,
+  FRAMES,
   Features,
   type Frame,
   type FrameName,
@@ -161,6 +162,10 @@ function sendFrame(entry: OutboxEntry, request: bigint): Frame {
 
 const HELLO_TIMEOUT_MS = 10_000;
 const TYPING_EXPIRY_MS = 6_000;
+/** At most one TYPING a second goes to a conversation (`[NWP-6.2.7-1]`). */
+const TYPING_INTERVAL_MS = 1_000;
+/** The smallest max_frame_size a peer may announce (`[NWP-3-4]`). */
+const MIN_MAX_FRAME_SIZE = 4096n;
 const PRESENCE_TTL_MS = 5 * 60_000;
 const PRESENCE_RETRY_MS = 15_000;
 const MAX_FRAME_SIZE = 1024n * 1024n;
@@ -197,10 +202,15 @@ export class Client extends Emitter<ClientEvents> {
   private heartbeatTimer?: unknown;
   private ackTimer?: unknown;
   private goawayMs?: number;
+  /** GOAWAY came: no new request goes out on this connection (`[NWP-5.4-2]`). */
+  private draining = false;
+  /** The token the server said had expired: never offered again (`[NWP-5.5-3]`). */
+  private expiredToken?: string;
   private lastSent = 0;
   private lastReceived = 0;
   private heartbeatMs = 30_000;
   private ready?: FrameOf<'READY'>;
+  private currentToken?: string;
   private resumeRequest?: bigint;
 
   private nextRequest = 1n;
@@ -216,6 +226,11 @@ export class Client extends Emitter<ClientEvents> {
   /** The highest seq known per conversation, to notice holes. */
   private readonly heads = new Map<string, bigint>();
   private readonly typingTimers = new Map<string, unknown>();
+  /** Per conversation: when TYPING last went out, and the state waiting for its second. */
+  private readonly typingSent = new Map<
+    string,
+    { at: number; pending?: boolean; timer?: unknown }
+  >();
   private readonly presenceWatches = new Map<string, unknown>();
 
   constructor(private readonly options: ClientOptions) {
@@ -223,7 +238,8 @@ export class Client extends Emitter<ClientEvents> {
     this.store = options.store ?? memoryStore();
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
-    this.backoff = options.backoff ?? { initialMs: 500, maxMs: 30_000 };
+    // From 1 s, doubling, with jitter (`[NWP-5.5-3]`); 30 s is below the spec's ceiling.
+    this.backoff = options.backoff ?? { initialMs: 1_000, maxMs: 30_000 };
     this.ackDelayMs = options.ackDelayMs ?? 250;
     this.acked = BigInt(this.store.getItem(this.key('cursor')) ?? '0');
     this.processed = this.acked;
@@ -352,11 +368,28 @@ export class Client extends Emitter<ClientEvents> {
     await this.request({ type: 'MARK', request: 0n, conversation, marker, seq }, 'DONE');
   }
 
-  /** Tells the other members whether the user is typing; repeat every 3 s while typing. */
+  /**
+   * Tells the other members whether the user is typing; repeat every 3 s while typing. At
+   * most one TYPING a second goes to a conversation (`[NWP-6.2.7-1]`): a change within the
+   * second goes out when it ends, the latest state winning, so this may be called on every
+   * keystroke.
+   */
   typing(conversation: string, active: boolean): void {
-    if (this.state === 'online' || this.state === 'syncing') {
-      this.write({ type: 'TYPING', conversation, active });
+    if (this.state !== 'online' && this.state !== 'syncing') return;
+    const last = this.typingSent.get(conversation);
+    const wait = last ? last.at + TYPING_INTERVAL_MS - this.clock.now() : 0;
+    if (last && wait > 0) {
+      last.pending = active;
+      last.timer ??= this.clock.setTimeout(() => {
+        last.timer = undefined;
+        const pending = last.pending;
+        this.typingSent.delete(conversation);
+        if (pending !== undefined) this.typing(conversation, pending);
+      }, wait);
+      return;
     }
+    this.typingSent.set(conversation, { at: this.clock.now() });
+    this.write({ type: 'TYPING', conversation, active });
   }
 
   /** Creates a group with the user as owner. */
@@ -429,6 +462,13 @@ export class Client extends Emitter<ClientEvents> {
       return;
     }
     if (generation !== this.generation || this.state !== 'connecting') return;
+    if (token === this.expiredToken) {
+      // The server said this token expired: the application must give a new one; this
+      // HELLO would be refused again (`[NWP-5.5-3]`).
+      this.setState('closed', { error: new NatterError(ErrorCode.TOKEN_EXPIRED, 'token expired') });
+      return;
+    }
+    this.currentToken = token;
     const transport = this.options.connect({
       open: () => generation === this.generation && this.onOpen(token),
       message: (data) => generation === this.generation && this.onMessage(data),
@@ -462,8 +502,11 @@ export class Client extends Emitter<ClientEvents> {
     this.transport = undefined;
     this.ready = undefined;
     this.resumeRequest = undefined;
+    this.draining = false;
     for (const timer of ['helloTimer', 'heartbeatTimer', 'ackTimer'] as const)
       this.clearTimer(timer);
+    for (const typing of this.typingSent.values()) this.clock.clearTimeout(typing.timer);
+    this.typingSent.clear();
     transport?.close();
     for (const [id, pending] of this.pending) {
       // Requests never sent wait for the next connection; idempotent ones are sent again.
@@ -486,8 +529,9 @@ export class Client extends Emitter<ClientEvents> {
     if (this.state === 'closed' || this.reconnectTimer !== undefined) return;
     let delay: number;
     if (this.goawayMs !== undefined) {
-      // A drain names its own delay; spread clients over half as much again.
-      delay = this.goawayMs * (1 + this.random() / 2);
+      // A drain names a window: anywhere in it, so that the clients of a draining server do
+      // not all come back at once (`[NWP-5.4-2]`).
+      delay = this.goawayMs * this.random();
       this.goawayMs = undefined;
     } else {
       const ceiling = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.attempt);
@@ -560,8 +604,10 @@ export class Client extends Emitter<ClientEvents> {
       case 'PONG':
         return;
       case 'GOAWAY':
-        // The server answers what is in flight, then closes; reconnect after its delay.
+        // The server answers what is in flight, then closes; nothing new goes out on this
+        // connection, and the next one opens within its window (`[NWP-5.4-2]`).
         this.goawayMs = Number(frame.reconnect_ms);
+        this.draining = true;
         return;
       case 'ERROR':
         if (frame.request === 0n) return this.onConnectionError(frame);
@@ -590,7 +636,12 @@ export class Client extends Emitter<ClientEvents> {
       case 'GAP':
         return this.onGap(frame);
       default:
-        // Unknown types are ignored (spec section 11), as are frames for other roles.
+        // Unknown types are skipped (`[NWP-3-6]`). Every server frame has its case above, so
+        // a known type here is a client or link frame: a violation (`[NWP-5.3-4]`).
+        if (frame.type !== 'UNKNOWN') {
+          const message = `${frame.type} (${FRAMES[frame.type].origin}) is not a server frame`;
+          this.violation(new NatterError(ErrorCode.PROTOCOL_VIOLATION, message));
+        }
         return;
     }
   }
@@ -598,6 +649,22 @@ export class Client extends Emitter<ClientEvents> {
   private onReady(ready: FrameOf<'READY'>): void {
     if (this.ready)
       return this.violation(new NatterError(ErrorCode.PROTOCOL_VIOLATION, 'second READY'));
+    if (ready.version !== VERSION) {
+      // Outside what HELLO offered: close, and never offer it again (`[NWP-5.1-3]`).
+      const message = `READY version ${ready.version}, HELLO offered ${VERSION}`;
+      this.write({
+        type: 'ERROR',
+        request: 0n,
+        code: ErrorCode.PROTOCOL_VIOLATION,
+        retry_after_ms: 0n,
+        message,
+      });
+      return this.drop(new NatterError(ErrorCode.UNSUPPORTED_VERSION, message), 'closed');
+    }
+    if (ready.max_frame_size < MIN_MAX_FRAME_SIZE) {
+      const message = `READY max_frame_size ${ready.max_frame_size}`;
+      return this.violation(new NatterError(ErrorCode.PROTOCOL_VIOLATION, message));
+    }
     this.clearTimer('helloTimer');
     this.ready = ready;
     this.heartbeatMs = Math.max(1_000, Number(ready.heartbeat_ms) || 30_000);
@@ -643,6 +710,8 @@ export class Client extends Emitter<ClientEvents> {
     if (!closesConnection(error.code)) return;
     const fatal =
       error.code === ErrorCode.UNAUTHENTICATED || error.code === ErrorCode.UNSUPPORTED_VERSION;
+    // An expired token may be renewed by the application; the same one is never sent again.
+    if (error.code === ErrorCode.TOKEN_EXPIRED) this.expiredToken = this.currentToken;
     this.drop(failure, fatal ? 'closed' : 'offline');
   }
 
@@ -686,6 +755,7 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   private transmit(pending: Pending): void {
+    if (this.draining) return; // sent on the next connection (`[NWP-5.4-2]`)
     pending.sent = true;
     this.write(pending.frame);
   }
@@ -746,14 +816,27 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   private flushOutbox(): void {
-    if (!this.ready) return;
+    if (!this.ready || this.draining) return;
     const now = this.clock.now();
-    for (const entry of this.outbox) {
+    for (const entry of [...this.outbox]) {
       // A write can end the connection; what is left waits for the next one.
       if (!this.ready) return;
-      if (entry.request !== undefined || entry.notBefore > now) continue;
-      entry.request = this.newRequest();
-      this.write(sendFrame(entry, entry.request));
+      if (entry.request !== undefined) continue;
+      // A send waiting out its retry-after holds the later ones back, so that the server
+      // appends them in the order they were sent.
+      if (entry.notBefore > now) return;
+      const request = this.newRequest();
+      const frame = encodeFrame(sendFrame(entry, request));
+      if (BigInt(frame.length) > this.ready.max_frame_size) {
+        // Longer than this server accepts, which READY may set below the default the
+        // send was checked against: it could never go (`[NWP-5.1-5]`).
+        const error = new NatterError(ErrorCode.PAYLOAD_TOO_LARGE, 'message too large');
+        this.failSend(entry, error);
+        continue;
+      }
+      entry.request = request;
+      this.lastSent = this.clock.now();
+      this.transport?.send(frame);
     }
   }
 
@@ -784,6 +867,15 @@ export class Client extends Emitter<ClientEvents> {
       frame.type === 'ERROR'
         ? new NatterError(frame.code, frame.message || enumName(ErrorCode, frame.code) || 'error')
         : new NatterError(ErrorCode.PROTOCOL_VIOLATION, `${frame.type} answered SEND`);
+    this.failSend(entry, error, false);
+  }
+
+  /** Ends a send that will never be acknowledged, and tells its waiters. */
+  private failSend(entry: OutboxEntry, error: NatterError, remove = true): void {
+    if (remove) {
+      this.outbox.splice(this.outbox.indexOf(entry), 1);
+      this.saveOutbox();
+    }
     for (const waiter of entry.waiters) waiter.reject(error);
     this.emit('sendFailed', {
       conversation: entry.conversation,
