@@ -9,7 +9,11 @@
 //!
 //! Every rule whose `observable` column in PROTOCOL.md 13.2 is `server` has a scenario: the
 //! runner prints its coverage, counted against the table it was built with.
+//!
+//! In client mode ([`client`]) the roles turn around: the runner plays the server towards a
+//! client under test, for the rules a client must follow.
 
+pub mod client;
 mod scenarios;
 pub mod spec;
 pub mod wire;
@@ -233,7 +237,7 @@ async fn run_one(target: &Target, scenario: &'static Scenario) -> Outcome {
 }
 
 /// Prints one TAP line.
-fn report(index: usize, outcome: &Outcome) {
+pub(crate) fn report(index: usize, outcome: &Outcome) {
     let rules = outcome.rules.join(" ");
     let took = format!("{:.1} s", outcome.elapsed.as_secs_f64());
     match &outcome.result {

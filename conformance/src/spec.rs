@@ -33,8 +33,18 @@ pub enum Observable {
 pub struct Rule {
     /// `NWP-<section>-<n>`.
     pub id: &'static str,
+    /// The `target` column: `C`, `S` and `N` for client, server and cluster node.
+    pub target: &'static str,
     /// Where it can be checked.
     pub observable: Observable,
+}
+
+impl Rule {
+    /// Whether the rule constrains a client (its target column names C), so that playing the
+    /// server towards a client can check it, whatever its `observable` column says.
+    pub fn binds_client(&self) -> bool {
+        self.target.split_whitespace().any(|target| target == "C")
+    }
 }
 
 /// Every rule of PROTOCOL.md 13.2, in the table's order. Panics on a row whose `observable`
@@ -55,6 +65,7 @@ pub fn rules() -> Vec<Rule> {
             };
             Rule {
                 id: cells[0],
+                target: cells.get(1).copied().unwrap_or_default(),
                 observable,
             }
         })
@@ -123,6 +134,13 @@ mod tests {
         assert!(rules.len() > 100);
         assert!(rules.iter().any(|r| r.observable == Observable::Server));
         assert!(rules.iter().any(|r| r.observable == Observable::Link));
+        let client = rules.iter().find(|r| r.id == "NWP-5.4-2");
+        assert_eq!(
+            client.map(|r| (r.target, r.observable, r.binds_client())),
+            Some(("C", Observable::Client, true))
+        );
+        let server = rules.iter().find(|r| r.id == "NWP-5.2-2");
+        assert_eq!(server.map(Rule::binds_client), Some(false));
     }
 
     #[test]

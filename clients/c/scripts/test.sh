@@ -8,7 +8,9 @@
 # 3. the libFuzzer targets, seeded with the vectors (FUZZ_SECONDS each for the decoder, default
 #    20, and half that for the session);
 # 4. code size and RAM (scripts/size.sh), for Cortex-M too when arm-none-eabi-gcc installs;
-# 5. given the natter binary, the live test against a real server (scripts/live.sh).
+# 5. given the natter binary, natter-conformance's client mode against build/conformance-client
+#    (conformance/README.md; the natter-conformance binary next to natter, or
+#    $NATTER_CONFORMANCE), and the live test against a real server (scripts/live.sh).
 set -euo pipefail
 
 natter=""
@@ -61,6 +63,11 @@ step "code size and RAM"
 scripts/size.sh
 
 if [[ -n "$natter" ]]; then
+  step "conformance: natter-conformance client, minimal profile"
+  conformance="${NATTER_CONFORMANCE:-$(dirname "$natter")/natter-conformance}"
+  [[ -x "$conformance" ]] || { echo "test.sh: no natter-conformance at $conformance" >&2; exit 1; }
+  "$conformance" client --minimal --cmd "'$PWD/build/conformance-client'"
+
   step "live: against natter serve, through SIGKILL and SIGTERM"
   scripts/live.sh "$natter"
 else

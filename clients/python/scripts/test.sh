@@ -2,11 +2,13 @@
 # Type-checks and tests the Python SDK: the codec against every vector in spec/vectors, the
 # session with virtual time, the client against scripted servers, and, with the natter
 # binary, live tests against `natter serve` (crash and restart, resume, dedup, groups,
-# receipts, TLS, WebSocket, the examples).
+# receipts, TLS, WebSocket, the examples); then natter-conformance's client mode against
+# examples/conformance_client.py (conformance/README.md).
 #
 #   clients/python/scripts/test.sh [path/to/natter [pytest arguments...]]
 #
-# The binary defaults to $NATTER_BIN, then to the workspace's target/debug/natter. A venv in
+# The binary defaults to $NATTER_BIN, then to the workspace's target/debug/natter;
+# natter-conformance to $NATTER_CONFORMANCE, then to the one next to natter. A venv in
 # clients/python/.venv holds the package (editable), pytest and mypy; it is made once.
 set -euo pipefail
 
@@ -55,4 +57,10 @@ if [[ $status -eq 5 ]]; then
   echo "test.sh: pytest collected no tests" >&2
   exit 1
 fi
+
+conformance="${NATTER_CONFORMANCE:-$(dirname "$natter")/natter-conformance}"
+echo "==> natter-conformance client ($conformance)"
+[[ -x "$conformance" ]] || { echo "test.sh: no natter-conformance at $conformance" >&2; exit 1; }
+"$conformance" client --cmd "'$here/.venv/bin/python' '$here/examples/conformance_client.py'" ||
+  status=1
 exit "$status"

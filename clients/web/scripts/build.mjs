@@ -29,6 +29,18 @@ await build({
 for (const file of ['index.html', 'style.css', 'admin.html', 'admin.css'])
   copyFileSync(`${root}${file}`, `${root}dist/${file}`);
 
+// The conformance client (conformance/README.md), run by natter-conformance under node.
+await build({
+  entryPoints: [`${root}scripts/conformance-client.ts`],
+  outfile: `${root}build/conformance-client.mjs`,
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: ['node20'],
+  sourcemap: 'inline',
+  logLevel: 'warning',
+});
+
 // Tests run under node's own test runner as ES modules.
 for (const dir of ['test', 'e2e']) {
   const entries = readdirSync(`${root}${dir}`)

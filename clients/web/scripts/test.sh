@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the node packages when the lock file changed, type-checks, builds the page, runs the
 # unit tests (every vector in spec/vectors, client logic, the page's model), and, given the natter
-# binary, the end-to-end tests (the client from node, the page in chromium).
+# binary, natter-conformance's client mode against the client (conformance/README.md; the
+# natter-conformance binary next to natter, or $NATTER_CONFORMANCE) and the end-to-end tests
+# (the client from node, the page in chromium).
 #
 #   clients/web/scripts/test.sh [path/to/natter]
 set -euo pipefail
@@ -10,6 +12,10 @@ set -euo pipefail
 natter=""
 if [[ -n "${1:-}" ]]; then
   natter="$(realpath -e "$1")" || { echo "test.sh: no natter binary at $1" >&2; exit 1; }
+fi
+conformance="${NATTER_CONFORMANCE:-}"
+if [[ -z "$conformance" && -n "$natter" ]]; then
+  conformance="$(dirname "$natter")/natter-conformance"
 fi
 cd "$(dirname "$0")/.."
 
@@ -25,13 +31,20 @@ npx tsc --noEmit -p .
 node scripts/build.mjs
 node --test build/test/
 
+# Node 20 has WebSocket behind a flag; later versions have it on by default.
+flags=()
+node -e 'typeof WebSocket === "function" || process.exit(1)' || flags=(--experimental-websocket)
+
+if [[ -n "$conformance" ]]; then
+  [[ -x "$conformance" ]] || { echo "test.sh: no natter-conformance at $conformance" >&2; exit 1; }
+  # The client speaks WebSocket only, so the runner serves WebSocket.
+  "$conformance" client --ws --cmd "node ${flags[*]} '$PWD/build/conformance-client.mjs'"
+fi
+
 if [[ -n "$natter" ]]; then
   if [[ ! -x /usr/bin/chromium ]]; then
     echo "installing chromium (Debian package)" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
-  # Node 20 has WebSocket behind a flag; later versions have it on by default.
-  flags=()
-  node -e 'typeof WebSocket === "function" || process.exit(1)' || flags=(--experimental-websocket)
   NATTER_BIN="$natter" node "${flags[@]}" --test build/e2e/
 fi
