@@ -101,10 +101,10 @@ pub struct ConnectionInfo {
     pub queued_bytes: usize,
 }
 
-/// Lists `limit` connections from `offset`, oldest first (session ids grow with time).
+/// Lists `limit` connections from `offset`, oldest first.
 pub(crate) fn connection_page(hub: &Hub, offset: usize, limit: usize) -> ConnectionPage {
     let mut all = hub.connections();
-    all.sort_unstable_by_key(|conn| conn.id);
+    all.sort_unstable_by_key(|conn| conn.accepted);
     let total = all.len();
     let connections = all
         .iter()

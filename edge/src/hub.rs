@@ -19,6 +19,9 @@ use crate::outbound::{Outbound, Pushed, Room};
 use crate::router::Router;
 use crate::session::{Action, Session};
 
+/// Counts accepted connections, for [`Conn::accepted`].
+static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+
 /// Connections being refused at once, at most.
 const MAX_REFUSALS: usize = 64;
 
@@ -54,6 +57,8 @@ pub struct Conn {
     pub transport: &'static str,
     /// When the connection was accepted, in milliseconds since the Unix epoch.
     pub since: u64,
+    /// The order connections were accepted in (session ids are random).
+    pub accepted: u64,
     state: Mutex<ConnState>,
     /// Wakes the writer when frames are queued or the connection closes.
     pub wake_writer: Notify,
@@ -86,6 +91,7 @@ impl Conn {
             id,
             transport,
             since: now_ms(),
+            accepted: ACCEPTED.fetch_add(1, Ordering::Relaxed),
             state: Mutex::new(ConnState {
                 session,
                 outbound,
@@ -140,7 +146,6 @@ pub struct Hub {
     sessions: Mutex<HashMap<u64, Arc<Conn>>>,
     users: Mutex<HashMap<String, usize>>,
     waiters: Mutex<HashMap<u64, mpsc::Sender<Bytes>>>,
-    next_session: AtomicU64,
     /// Set once the edge starts draining.
     pub draining: AtomicBool,
     /// Refusals being written; bounded so a connection flood cannot spend the descriptors
@@ -165,9 +170,6 @@ impl Hub {
         metrics: Metrics,
         links: Vec<LinkHandle>,
     ) -> Self {
-        // Session ids start from the clock so that a restarted edge does not reuse the ids a
-        // broker may still hold leases for.
-        let first = now_ms() << 16;
         Self {
             config,
             keys,
@@ -177,7 +179,6 @@ impl Hub {
             sessions: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
-            next_session: AtomicU64::new(first),
             draining: AtomicBool::new(false),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             outbound_used: AtomicUsize::new(0),
@@ -214,9 +215,18 @@ impl Hub {
             && !self.draining.load(Ordering::Acquire)
     }
 
-    /// A fresh session id.
+    /// A fresh session id, from a cryptographically secure generator: a client sees its id in
+    /// READY, and it must reveal nothing about other sessions. An id still in use here is
+    /// drawn again; across restarts, 62 random bits keep a broker's old leases apart.
     pub fn session_id(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed) & ((1 << 62) - 1)
+        loop {
+            let id = rand::random::<u64>() & ((1 << 62) - 1);
+            let taken =
+                lock(&self.sessions).contains_key(&id) || lock(&self.waiters).contains_key(&id);
+            if id != 0 && !taken {
+                return id;
+            }
+        }
     }
 
     /// Registers a new connection.
